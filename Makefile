@@ -1,0 +1,25 @@
+# graphc: `make demo` and `make test` each set up .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-fast test-cuda bench fuzz clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,plot,progress]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m graphc demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not cuda"
+
+bench: $(STAMP)
+	$(BIN)/python -m graphc bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,36 @@
+"""graphc: write the math once; SymPy derives exact gradients; Numba runs one fused loop.
+
+    import graphc as gc
+    x, y = gc.data("x"), gc.data("y")
+    a, b, c, d = gc.params("a b c d")
+    loss = gc.sum((a + b * x + c * x**2 + d * x**3 - y) ** 2)
+    f = gc.compile(loss)                 # print(f.source) shows the generated code
+    res = gc.fit(loss, data={"x": xs, "y": ys}, init={...}, optimizer=gc.SGD(lr=1e-6), steps=2000)
+"""
+
+__version__ = "0.1.0"
+
+from . import nn  # noqa: E402
+from .compile import Compiled, compile  # noqa: E402
+from .errors import (  # noqa: E402
+    BindingError, DTypeError, GraphcError, InvalidName, NonFiniteLoss, ShapeError, TargetError,
+    UnsupportedError,
+)
+from .graph import Graph, N, Node  # noqa: E402
+from .ops import (  # noqa: E402
+    abs, broadcast_to, constant, cos, data, einsum, exp, flatten, function, log, matmul, maximum,
+    mean, minimum, param, params, relu, reshape, sigmoid, sin, sqrt, stack, sum, tan, tanh,
+    transpose, where,
+)
+from .optim import SGD, Adam  # noqa: E402
+from .runtime import Result  # noqa: E402
+from .train import FitResult, fit  # noqa: E402
+
+__all__ = [
+    "Adam", "BindingError", "Compiled", "DTypeError", "FitResult", "Graph", "GraphcError",
+    "InvalidName", "N", "Node", "NonFiniteLoss", "Result", "SGD", "ShapeError", "TargetError",
+    "UnsupportedError", "abs", "broadcast_to", "compile", "constant", "cos", "data", "einsum",
+    "exp", "fit", "flatten", "function", "log", "matmul", "maximum", "mean", "minimum", "nn",
+    "param", "params", "relu", "reshape", "sigmoid", "sin", "sqrt", "stack", "sum", "tan", "tanh",
+    "transpose", "where",
+]

@@ -1,0 +1,37 @@
+"""Code generation: print a Plan as plain, readable Python for Numba, one emitter per target.
+
+``emit(plan, target)`` returns the module source. The shared part here is small: the
+header and the choice of emitter. ``cpu.py`` holds the loop nest every target shares,
+``parallel.py`` the block-parallel driver, ``cuda.py`` the GPU kernels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..errors import TargetError
+from ..schedule import Plan
+
+TARGETS = ("cpu", "parallel", "cuda")
+DTYPES = ("float64", "float32")
+
+
+def emit(plan: Plan, target: str = "cpu", dtype: str = "float64", optimizer: object | None = None) -> str:
+    """The generated module for ``plan`` on ``target`` (with a training loop if ``optimizer``)."""
+    from .cpu import CpuEmitter
+    from .parallel import ParallelEmitter
+
+    emitters = {"cpu": CpuEmitter, "parallel": ParallelEmitter}
+    if target == "cuda":
+        raise TargetError("target 'cuda' is not available in this version; use 'parallel'")
+    if target not in emitters:
+        raise TargetError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    body = emitters[target](plan, dtype, optimizer).module()
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return body.replace("{SOURCE_SHA}", digest, 1)
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise TargetError(f"unknown dtype {dtype!r}; choose float64 or float32")
+    return dtype

@@ -1,0 +1,41 @@
+"""Parallel CPU target: the CPU loop run over fixed-size blocks of samples with ``prange``.
+
+Each block writes its own partial sums; the partials are added in block order. Block
+boundaries do not depend on the thread count, so neither do the bits of the result.
+Every accumulator stays a scalar local of the serial loop: prange has no reduction
+variables to analyse, so compile time does not grow with the parameter count.
+"""
+
+from __future__ import annotations
+
+from ..schedule import Loop
+from .cpu import CpuEmitter
+
+BLOCK = 16384  # samples per block; below this many samples the serial loop runs
+
+
+class ParallelEmitter(CpuEmitter):
+    target = "parallel"
+    evaluate_jit = "@numba.njit(parallel=True, **OPTS)"
+
+    def options(self) -> str:
+        block = f"BLOCK = {BLOCK}  # samples per block: fixed, so results do not depend on the thread count"
+        return super().options() + "\n" + block
+
+    def run_loop(self, k: int, loop: Loop) -> list[str]:
+        off, m = self.offsets[k], len(loop.accumulators)
+        call = f"sums_{k}(blk * BLOCK, min(n, blk * BLOCK + BLOCK), {self.args}, theta, acc, part[blk])"
+        return [
+            "    if n <= BLOCK:",
+            f"        sums_{k}(0, n, {self.args}, theta, acc, acc[{off}:{off + m}])",
+            "    else:",
+            "        nblocks = (n + BLOCK - 1) // BLOCK",
+            f"        part = np.empty((nblocks, {m}))",
+            "        for blk in numba.prange(nblocks):",
+            f"            {call}",
+            f"        for j in range({m}):",
+            f"            acc[{off} + j] = 0.0",
+            "        for blk in range(nblocks):  # combine in block order",
+            f"            for j in range({m}):",
+            f"                acc[{off} + j] += part[blk, j]",
+        ]

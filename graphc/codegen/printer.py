@@ -1,0 +1,41 @@
+"""Expression printing shared by every target: SymPy -> Python that Numba compiles."""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.precedence import precedence
+from sympy.printing.pycode import PythonCodePrinter
+
+
+class GraphcPrinter(PythonCodePrinter):
+    """``PythonCodePrinter`` with exact floats and small powers written as products."""
+
+    def __init__(self) -> None:
+        super().__init__({"standard": "python3", "fully_qualified_modules": True})
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return repr(float(expr))
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return f"({expr.p}/{expr.q})"
+
+    def _print_Half(self, expr: sp.Rational) -> str:
+        return "0.5"
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        base, exp = expr.as_base_exp()
+        if exp.is_Integer and 2 <= abs(int(exp)) <= 4:
+            b = self.parenthesize(base, precedence(sp.Mul(base, base, evaluate=False)), strict=False)
+            product = "*".join([b] * abs(int(exp)))
+            return product if exp > 0 else f"1/({product})"
+        if exp == -1:
+            return f"1/{self.parenthesize(base, precedence(expr), strict=False)}"
+        if exp == sp.Rational(1, 2):
+            return f"math.sqrt({self._print(base)})"
+        if exp == -sp.Rational(1, 2):
+            return f"1/math.sqrt({self._print(base)})"
+        return super()._print_Pow(expr, rational=rational)
+
+
+def printer() -> GraphcPrinter:
+    return GraphcPrinter()

@@ -1,0 +1,135 @@
+"""compile(): the whole pipeline, one stage per line."""
+
+from __future__ import annotations
+
+import time
+import warnings
+import weakref
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from . import autodiff, codegen, loader, schedule
+from .errors import GraphcError, TargetError
+from .graph import Graph, Node, format_shape
+from .runtime import Result, bind_data, check_names, merge, pack_params, unpack
+from .schedule import Plan
+
+_PLANS: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
+
+
+class Timings(dict):
+    """Seconds per pipeline stage, plus ``cache``: 'hit' or 'miss'."""
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - start
+
+
+def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", dtype: str = "float64") -> "Compiled":
+    """Build graph -> differentiate -> schedule -> emit -> load. Each line is one stage."""
+    timings = Timings()
+    plan = make_plan(loss, wrt, timings)                            # graph, autodiff, schedule
+    with timings.stage("codegen"):
+        source = codegen.emit(plan, target, codegen.check_dtype(dtype))  # readable Python for Numba
+    return Compiled(plan, source, target, dtype, timings)          # loaded (and cached) by loader
+
+
+def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings) -> Plan:
+    """Graph and gradients lowered and fused; memoised per (loss, wrt) in this process."""
+    with timings.stage("graph"):
+        graph = Graph.from_outputs(loss)
+        if loss.shape != ():
+            raise GraphcError(
+                f"the loss must be a scalar, but {loss.label()} has shape {format_shape(loss.shape)}; "
+                "reduce it with gc.sum or gc.mean"
+            )
+        wrt = resolve_wrt(graph, wrt)
+    key = tuple(id(p) for p in wrt)
+    cached = _PLANS.setdefault(loss, {}).get(key)
+    if cached is not None:
+        return cached
+    with timings.stage("autodiff"):
+        grads = autodiff.gradients(loss, wrt)
+    with timings.stage("schedule"):
+        plan = schedule.fuse(loss, wrt, grads, graph.params, graph.data)
+    for name in plan.zero_grads:
+        warnings.warn(f"the loss does not depend on parameter {name!r}; its gradient is zero", stacklevel=3)
+    _PLANS[loss][key] = plan
+    return plan
+
+
+def resolve_wrt(graph: Graph, wrt: Sequence[Node] | None) -> list[Node]:
+    params = graph.params
+    if wrt is None:
+        return params
+    if isinstance(wrt, Node):
+        wrt = [wrt]
+    out = []
+    for p in wrt:
+        if not isinstance(p, Node) or p.op != "param":
+            raise GraphcError(f"wrt must list parameters (gc.param), got {p!r}")
+        if any(p is q for q in out):
+            raise GraphcError(f"parameter {p.name!r} appears twice in wrt")
+        if not any(p is q for q in params):
+            if any(p.name == q.name for q in params):
+                raise GraphcError(f"wrt names {p.name!r}, a different parameter than the loss uses")
+            params = params + [p]  # not in the loss: zero gradient, with a warning
+        out.append(p)
+    return out
+
+
+class Compiled:
+    """A compiled loss-and-gradient function: ``f(x=..., a=...) -> Result``."""
+
+    def __init__(self, plan: Plan, source: str, target: str, dtype: str, timings: Timings, stem: str = "graphc") -> None:
+        self.plan, self.source, self.target, self.dtype, self.timings = plan, source, target, dtype, timings
+        with timings.stage("load"):
+            self.module, cached = loader.load(source, stem)
+        timings["cache"] = "hit" if cached else "miss"
+        self._warm: set[Any] = set()
+
+    @property
+    def path(self) -> str:
+        """The generated file on disk (tracebacks and ``inspect`` point into it)."""
+        return self.module.__file__
+
+    @property
+    def params(self) -> list[str]:
+        return list(self.plan.layout)
+
+    @property
+    def inputs(self) -> list[str]:
+        return [d.name for d in self.plan.data]
+
+    def bind(self, bindings: Mapping[str, Any] | None = None, **kwargs: Any) -> tuple[list[np.ndarray], np.ndarray]:
+        given = merge(bindings, kwargs)
+        check_names(self.plan, given, self.inputs + self.params)
+        arrays, _ = bind_data(self.plan, given, self.dtype)
+        return arrays, pack_params(self.plan, given, self.dtype)
+
+    def __call__(self, bindings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Result:
+        arrays, theta = self.bind(bindings, **kwargs)
+        grad = np.zeros(self.plan.n_grads)
+        acc = np.zeros(len(self.plan.accumulators))
+        loss = self.run(self.module.evaluate, *arrays, theta, grad, acc)
+        return Result(float(loss), unpack(self.plan, grad, [p.name for p in self.plan.wrt]))
+
+    def run(self, fn: Any, *args: Any) -> Any:
+        """Call a generated function; the first call per signature is timed as 'numba'."""
+        key = (fn.__name__, tuple(getattr(a, "dtype", type(a)) for a in args))
+        if key in self._warm:
+            return fn(*args)
+        with self.timings.stage("numba"):
+            out = fn(*args)
+        self._warm.add(key)
+        return out
+
+    def __repr__(self) -> str:
+        wrt = ", ".join(p.name for p in self.plan.wrt)
+        return f"<graphc.Compiled target={self.target} dtype={self.dtype} wrt=[{wrt}] at {self.path}>"

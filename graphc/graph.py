@@ -1,0 +1,219 @@
+"""Graph IR: immutable nodes with shapes and dtypes, checked when they are built.
+
+A shape is a tuple of dims; a dim is an int or ``N``, the sample count, bound when the
+compiled function is called. At most one axis of a shape is ``N``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+from .errors import GraphcError, InvalidName
+
+
+class SampleDim:
+    """The sample count: the one dim bound at call time (``None`` in ``gc.data``)."""
+
+    _instance: "SampleDim | None" = None
+
+    def __new__(cls) -> "SampleDim":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "N"
+
+
+N = SampleDim()
+Dim = "int | SampleDim"
+Shape = tuple
+
+
+def format_shape(shape: Shape) -> str:
+    inner = ", ".join(map(repr, shape))
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+def sample_axis(shape: Shape) -> int | None:
+    """Position of N in ``shape``, or None for a shape that does not vary per sample."""
+    axes = [k for k, d in enumerate(shape) if d is N]
+    return axes[0] if axes else None
+
+
+# --- names ------------------------------------------------------------------------------
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_NAME = 64
+# Identifiers the generated code itself uses; a user name may not shadow them.
+RESERVED = frozenset(
+    """math np numba cuda prange i j n lo hi idx step blk count theta grad acc out part hyper state
+    history steps log_every nblocks stopped BLOCK OPTS loss evaluate train""".split()
+) | frozenset(dir(builtins))
+_DERIVED = re.compile(r"(t|s|sums_)\d+")  # CSE temporaries, accumulators, loop functions
+
+
+def check_name(name: Any, what: str = "name") -> str:
+    """Return ``name`` if it is a safe identifier (dotted parts allowed), else raise InvalidName."""
+    if not isinstance(name, str):
+        raise InvalidName(f"{what} must be a string, got {type(name).__name__}")
+    shown = repr(name) if len(name) <= 40 else repr(name[:40]) + f"... ({len(name)} characters)"
+    if len(name) > MAX_NAME:
+        raise InvalidName(f"{what} {shown} is longer than {MAX_NAME} characters")
+    for part in name.split("."):
+        if not _IDENT.fullmatch(part):
+            raise InvalidName(
+                f"{what} {shown} is not an ASCII identifier "
+                "(letters, digits and _, not starting with a digit; '.' separates parts)"
+            )
+        if keyword.iskeyword(part) or keyword.issoftkeyword(part):
+            raise InvalidName(f"{what} {shown} is a Python keyword")
+    spelled = spell(name)
+    if spelled in RESERVED or _DERIVED.fullmatch(spelled):
+        raise InvalidName(f"{what} {shown} is reserved: the generated code uses it")
+    return name
+
+
+def spell(name: str) -> str:
+    """How a validated name is spelled in generated code: ``lin.weight`` -> ``lin_weight``."""
+    return name.replace(".", "_")
+
+
+# --- nodes ------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One value in the graph: an input, a parameter, a constant or an op application."""
+
+    op: str
+    inputs: tuple["Node", ...] = ()
+    attrs: tuple[tuple[str, Any], ...] = ()
+    shape: Shape = ()
+    dtype: str = "float"  # "float" | "bool"; the float width is chosen at compile time
+    name: str | None = None
+
+    __array_ufunc__ = None  # numpy defers to our reflected operators: np.array(..) ** node
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.op in ("data", "param", "const")
+
+    def label(self) -> str:
+        """Short description for error messages: the name, or the expression."""
+        if self.name is not None:
+            return self.name
+        text = str(self)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    def __bool__(self) -> bool:
+        raise GraphcError(
+            f"{self.label()} is a graph node and has no truth value; use gc.where(cond, a, b)"
+        )
+
+    def __iter__(self) -> Iterator["Node"]:
+        raise GraphcError(f"{self.label()} is a graph node and cannot be iterated; index it")
+
+    def __len__(self) -> int:
+        if not self.shape or self.shape[0] is N:
+            raise GraphcError(f"{self.label()} has no fixed length (shape {format_shape(self.shape)})")
+        return self.shape[0]
+
+    def __str__(self) -> str:
+        from .ops import expression_string
+
+        return expression_string(self)
+
+    def __repr__(self) -> str:
+        return f"<graphc {self.op} {self.label()} shape={format_shape(self.shape)}>"
+
+
+def toposort(outputs: Iterable[Node]) -> list[Node]:
+    """Nodes reachable from ``outputs``, inputs before users (iterative: deep graphs are fine)."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    for out in outputs:
+        stack = [(out, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((inp, False) for inp in reversed(node.inputs) if id(inp) not in seen)
+    return order
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A validated, topologically ordered graph with its named leaves."""
+
+    outputs: tuple[Node, ...]
+    nodes: tuple[Node, ...]
+
+    @classmethod
+    def from_outputs(cls, *outputs: Node) -> "Graph":
+        for out in outputs:
+            if not isinstance(out, Node):
+                raise GraphcError(f"expected a graph expression, got {type(out).__name__}")
+        nodes = tuple(toposort(outputs))
+        by_name: dict[str, Node] = {}
+        spelled: dict[str, str] = {}
+        for node in nodes:
+            if node.name is None:
+                continue
+            other = by_name.setdefault(node.name, node)
+            if other is not node:
+                raise InvalidName(f"two different inputs are named {node.name!r}; names must be unique")
+            clash = spelled.setdefault(spell(node.name), node.name)
+            if clash != node.name:
+                raise InvalidName(
+                    f"names {clash!r} and {node.name!r} are both spelled {spell(node.name)!r} "
+                    "in generated code; rename one"
+                )
+        return cls(outputs, nodes)
+
+    @property
+    def data(self) -> list[Node]:
+        return [n for n in self.nodes if n.op == "data"]
+
+    @property
+    def params(self) -> list[Node]:
+        return [n for n in self.nodes if n.op == "param"]
+
+    def __str__(self) -> str:
+        """jaxpr-style listing: one line per op node."""
+        from .ops import node_line
+
+        names: dict[int, str] = {}
+        for node in self.nodes:
+            if node.name is not None:
+                names[id(node)] = node.name
+        leaves = [f"{n.name}:{format_shape(n.shape)}" for n in self.nodes if n.op in ("data", "param")]
+        lines = ["{ lambda " + " ".join(leaves) + " . let"]
+        count = 0
+        for node in self.nodes:
+            if node.op in ("data", "param"):
+                continue
+            if node.op == "const" and not node.shape:
+                names[id(node)] = str(node)
+                continue
+            names[id(node)] = f"v{count}"
+            count += 1
+            lines.append(f"    {names[id(node)]}:{format_shape(node.shape)} = {node_line(node, names)}")
+        lines.append("  in ( " + " ".join(names[id(o)] for o in self.outputs) + " ) }")
+        return "\n".join(lines)

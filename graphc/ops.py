@@ -1,0 +1,590 @@
+"""The op registry and the user-facing graph builders.
+
+Elementwise ops live in ONE table, ``ELEMENTWISE``: each entry is a SymPy form and an
+optional derivative override. Code is printed from the SymPy form and local derivatives
+come from ``sympy.diff`` of it. Structural ops (sum, mean, broadcast, index, transpose,
+reshape, stack, einsum/matmul) are nodes whose adjoints live in ``autodiff.ADJOINTS``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+import itertools
+import math
+import numbers
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import sympy as sp
+
+from .errors import DTypeError, GraphcError, ShapeError, UnsupportedError
+from .graph import N, Node, check_name, format_shape, sample_axis
+
+
+# ---- elementwise registry ---------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Elementwise:
+    """An elementwise op: its SymPy form, and optionally its derivative(s)."""
+
+    name: str
+    sym: Callable[..., Any]
+    derivative: Callable[..., Any] | None = None
+    nargs: int = 1
+    domain: tuple[float, float] = (-3.0, 3.0)  # where tests sample it
+    kinks: tuple[float, ...] = ()  # where the derivative jumps (tests stay away)
+    nondiff: tuple[int, ...] = ()  # argument positions that carry no gradient
+    out_dtype: str = "float"
+    infix: str | None = None  # "+", "*", ... for printing expressions
+
+    @cached_property
+    def args(self) -> tuple[sp.Symbol, ...]:
+        return tuple(sp.symbols(f"u0:{self.nargs}", real=True))
+
+    @cached_property
+    def expr(self) -> sp.Expr:
+        return _sympify_user(self, self.sym(*self.args), "fn")
+
+    @cached_property
+    def partials(self) -> tuple[sp.Expr | None, ...]:
+        """d(op)/d(arg k) as SymPy expressions in ``self.args`` (None: no gradient)."""
+        if self.out_dtype == "bool":
+            return (None,) * self.nargs
+        if self.derivative is None:
+            return tuple(
+                None if k in self.nondiff else sp.diff(self.expr, a) for k, a in enumerate(self.args)
+            )
+        given = self.derivative(*self.args)
+        given = given if isinstance(given, (tuple, list)) else (given,)
+        if len(given) != self.nargs:
+            raise GraphcError(
+                f"function {self.name!r}: derivative returned {len(given)} value(s) for "
+                f"{self.nargs} argument(s); return one per argument"
+            )
+        return tuple(_sympify_user(self, g, "derivative") for g in given)
+
+    def __call__(self, *args: Any) -> Any:
+        return apply(self, *args)
+
+    def __repr__(self) -> str:
+        return f"<graphc function {self.name} of {self.nargs} argument(s)>"
+
+
+def _sympify_user(op: Elementwise, value: Any, what: str) -> sp.Expr:
+    try:
+        return sp.sympify(value)
+    except (sp.SympifyError, TypeError) as exc:
+        raise GraphcError(
+            f"function {op.name!r}: its {what} must return a SymPy-compatible expression of its "
+            f"arguments (use +, -, *, /, ** and gc.sin, gc.exp, ...), got {type(value).__name__}"
+        ) from exc
+
+
+def _relu_derivative(z: sp.Expr) -> sp.Expr:
+    return sp.Piecewise((1, z > 0), (0, True))  # torch: relu'(0) = 0
+
+
+def _sigmoid(z: sp.Expr) -> sp.Expr:
+    return 1 / (1 + sp.exp(-z))
+
+
+def _sigmoid_derivative(z: sp.Expr) -> sp.Expr:
+    # s*(1 - s) stays finite where sympy.diff's exp(-z)/(1 + exp(-z))**2 gives inf/inf
+    return _sigmoid(z) * (1 - _sigmoid(z))
+
+
+ELEMENTWISE: dict[str, Elementwise] = {
+    op.name: op
+    for op in [
+        Elementwise("add", lambda a, b: a + b, nargs=2, infix="+"),
+        Elementwise("sub", lambda a, b: a - b, nargs=2, infix="-"),
+        Elementwise("mul", lambda a, b: a * b, nargs=2, infix="*"),
+        Elementwise("div", lambda a, b: a / b, nargs=2, domain=(0.5, 2.0), infix="/"),
+        Elementwise("pow", lambda a, b: a**b, nargs=2, domain=(0.5, 2.0), infix="**"),
+        Elementwise("neg", lambda a: -a, infix="-"),
+        Elementwise("sin", sp.sin),
+        Elementwise("cos", sp.cos),
+        Elementwise("tan", sp.tan, domain=(-1.2, 1.2)),
+        Elementwise("exp", sp.exp),
+        Elementwise("log", sp.log, domain=(0.1, 3.0)),
+        Elementwise("sqrt", sp.sqrt, domain=(0.1, 3.0)),
+        Elementwise("tanh", sp.tanh),
+        Elementwise("sigmoid", _sigmoid, derivative=_sigmoid_derivative),
+        Elementwise("relu", lambda z: sp.Max(z, 0), derivative=_relu_derivative, kinks=(0.0,)),
+        Elementwise("abs", sp.Abs, kinks=(0.0,)),
+        Elementwise("maximum", sp.Max, nargs=2, kinks=(0.0,)),
+        Elementwise("minimum", sp.Min, nargs=2, kinks=(0.0,)),
+        Elementwise(
+            "where", lambda c, a, b: sp.Piecewise((a, c), (b, True)), nargs=3, nondiff=(0,)
+        ),
+        Elementwise("gt", lambda a, b: a > b, nargs=2, out_dtype="bool", infix=">"),
+        Elementwise("ge", lambda a, b: a >= b, nargs=2, out_dtype="bool", infix=">="),
+        Elementwise("lt", lambda a, b: a < b, nargs=2, out_dtype="bool", infix="<"),
+        Elementwise("le", lambda a, b: a <= b, nargs=2, out_dtype="bool", infix="<="),
+    ]
+}
+
+
+def function(name: str, fn: Callable[..., Any], derivative: Callable[..., Any] | None = None) -> Elementwise:
+    """A user-defined differentiable elementwise function (like ``torch.autograd.Function``).
+
+    ``fn`` is written with arithmetic and ``gc.*`` functions; SymPy derives its derivative
+    unless ``derivative`` is given, in which case that one is used, as written.
+    """
+    check_name(name, "function name")
+    if not callable(fn) or (derivative is not None and not callable(derivative)):
+        raise GraphcError(f"function {name!r}: fn and derivative must be callables")
+    try:
+        params = inspect.signature(fn).parameters.values()
+        nargs = builtins.sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    except (TypeError, ValueError):
+        nargs = 1
+    if nargs < 1:
+        raise GraphcError(f"function {name!r}: fn must take at least one argument")
+    op = Elementwise(name, fn, derivative, nargs=nargs)
+    op.expr, op.partials  # evaluate now, so a broken fn fails here and not inside compile
+    return op
+
+
+# ---- constants and leaves ------------------------------------------------------------
+def as_node(value: Any, context: str = "operand") -> Node:
+    if isinstance(value, Node):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        value = float(value)
+    if isinstance(value, (numbers.Real, np.ndarray, np.generic, list, tuple)):
+        return constant(value)
+    raise GraphcError(f"{context}: cannot use a {type(value).__name__} in a graph expression")
+
+
+def constant(value: Any) -> Node:
+    """A constant; numpy arrays become constant tensors."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise DTypeError(f"constant of dtype {arr.dtype} is not supported; use real numbers")
+    if arr.size > 4096:
+        raise UnsupportedError(
+            f"constant of shape {arr.shape} is too large to inline; pass it as gc.data instead"
+        )
+    arr = np.array(arr, dtype=np.float64)
+    arr.setflags(write=False)
+    return Node("const", attrs=(("value", arr),), shape=arr.shape)
+
+
+def _shape_of(shape: Any, what: str, allow_none: bool) -> tuple:
+    if isinstance(shape, (int, type(None))):
+        shape = (shape,)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ShapeError(f"{what}: shape must be a tuple, got {shape!r}") from None
+    out = []
+    for d in dims:
+        if d is None and allow_none:
+            out.append(N)
+        elif isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1:
+            out.append(int(d))
+        else:
+            hint = "a positive int or None" if allow_none else "a positive int"
+            raise ShapeError(f"{what}: shape {shape!r} has dim {d!r}; each dim must be {hint}")
+    if builtins.sum(d is N for d in out) > 1:
+        raise ShapeError(f"{what}: shape {shape!r} has more than one None (sample) dim")
+    return tuple(out)
+
+
+def data(name: str, shape: Any = (None,)) -> Node:
+    """An input bound at call time. ``None`` marks the sample dim N, shared by all inputs."""
+    check_name(name, "data name")
+    return Node("data", shape=_shape_of(shape, f"data {name!r}", allow_none=True), name=name)
+
+
+def param(name: str, shape: Any = ()) -> Node:
+    """A trainable parameter: a scalar, or a tensor of fixed shape."""
+    check_name(name, "param name")
+    return Node("param", shape=_shape_of(shape, f"param {name!r}", allow_none=False), name=name)
+
+
+def params(names: str | Sequence[str], shape: Any = ()) -> tuple[Node, ...]:
+    """Several parameters at once: ``a, b, c, d = gc.params("a b c d")``."""
+    names = names.replace(",", " ").split() if isinstance(names, str) else list(names)
+    return tuple(param(n, shape) for n in names)
+
+
+# ---- shapes ---------------------------------------------------------------------------
+def broadcast_shapes(op: str, nodes: Sequence[Node], target: tuple | None = None) -> tuple:
+    """numpy broadcasting of the nodes' shapes (and ``target``), or a ShapeError naming them."""
+    shapes = [tuple(n.shape) for n in nodes] + ([tuple(target)] if target is not None else [])
+    ndim = max(len(s) for s in shapes)
+    out = []
+    for dims in zip(*[(1,) * (ndim - len(s)) + s for s in shapes]):
+        big = {d for d in dims if d != 1}
+        if len(big) > 1:
+            names = [f"{n.label()} {format_shape(n.shape)}" for n in nodes]
+            names += [format_shape(target)] if target is not None else []
+            raise ShapeError(f"{op}: cannot broadcast {' with '.join(names)}")
+        out.append(big.pop() if big else 1)
+    return tuple(out)
+
+
+def _normalize_axes(node: Node, axis: Any, op: str) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(node.ndim))
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in axes:
+        if not isinstance(a, (int, np.integer)) or not -node.ndim <= a < node.ndim:
+            raise ShapeError(f"{op}: axis {a!r} is out of range for {node.label()} {format_shape(node.shape)}")
+        out.append(int(a) % node.ndim)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{op}: repeated axis in {axis!r}")
+    return tuple(sorted(out))
+
+
+# ---- elementwise application ---------------------------------------------------------
+def apply(op: Elementwise, *args: Any) -> Any:
+    if len(args) != op.nargs:
+        raise GraphcError(f"{op.name} takes {op.nargs} argument(s), got {len(args)}")
+    if any(isinstance(a, sp.Basic) for a in args) and not any(isinstance(a, Node) for a in args):
+        return op.sym(*args)  # inside a gc.function body: build the SymPy form
+    nodes = [as_node(a, op.name) for a in args]
+    if op.name == "where" and nodes[0].dtype != "bool":
+        raise DTypeError(f"where: condition {nodes[0].label()} must be a comparison, like x > 0")
+    # a comparison used as a number is 1.0 where it holds, else 0.0 (numpy's bool -> float)
+    nodes = [where(n, 1.0, 0.0) if n.dtype == "bool" and k not in op.nondiff else n for k, n in enumerate(nodes)]
+    shape = broadcast_shapes(op.name, nodes)
+    return Node("elementwise", tuple(nodes), (("fn", op),), shape, op.out_dtype)
+
+
+def _builder(name: str) -> Callable[..., Any]:
+    op = ELEMENTWISE[name]
+
+    def build(*args: Any) -> Any:
+        return apply(op, *args)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"Elementwise {name}; numpy broadcasting."
+    return build
+
+
+sin, cos, tan, exp, log, sqrt = map(_builder, ("sin", "cos", "tan", "exp", "log", "sqrt"))
+tanh, sigmoid, relu, maximum, minimum = map(_builder, ("tanh", "sigmoid", "relu", "maximum", "minimum"))
+abs = _builder("abs")  # noqa: A001 - gc.abs mirrors np.abs
+
+
+def where(cond: Any, a: Any, b: Any) -> Node:
+    """``a`` where ``cond`` holds, else ``b`` (cond: a comparison such as ``x > 0``)."""
+    return apply(ELEMENTWISE["where"], cond, a, b)
+
+
+# ---- structural ops ------------------------------------------------------------------
+def _reduce(op: str, e: Any, axis: Any, keepdims: bool) -> Node:
+    e = as_node(e, op)
+    axes = _normalize_axes(e, axis, op)
+    shape = tuple(1 if k in axes else d for k, d in enumerate(e.shape) if keepdims or k not in axes)
+    return Node(op, (e,), (("axes", axes), ("keepdims", bool(keepdims))), shape)
+
+
+def sum(e: Any, axis: Any = None, keepdims: bool = False) -> Node:  # noqa: A001
+    """Sum over ``axis`` (all axes by default); summing over samples fuses into the loop."""
+    return _reduce("sum", e, axis, keepdims)
+
+
+def mean(e: Any, axis: Any = None, keepdims: bool = False) -> Node:
+    """Mean over ``axis``; over samples it divides by the sample count bound at call time."""
+    return _reduce("mean", e, axis, keepdims)
+
+
+def broadcast_to(e: Any, shape: tuple) -> Node:
+    e = as_node(e, "broadcast_to")
+    if broadcast_shapes("broadcast_to", [e], tuple(shape)) != tuple(shape):
+        raise ShapeError(f"broadcast_to: cannot broadcast {e.label()} {format_shape(e.shape)} to {format_shape(shape)}")
+    return e if e.shape == tuple(shape) else Node("broadcast_to", (e,), (), tuple(shape))
+
+
+def reshape(e: Any, shape: Sequence[Any]) -> Node:
+    """Reshape within a sample: the sample axis, if any, must stay leading."""
+    e = as_node(e, "reshape")
+    shape = tuple(N if d is None or d is N else int(d) for d in shape)
+    fixed_in = [d for d in e.shape if d is not N]
+    fixed_out = [d for d in shape if d is not N]
+    ok = math.prod(fixed_in) == math.prod(fixed_out) and (N in e.shape) == (N in shape)
+    lead = all(math.prod(s[: s.index(N)]) == 1 for s in (e.shape, shape) if N in s)
+    if not (ok and lead):
+        raise ShapeError(f"reshape: cannot reshape {e.label()} {format_shape(e.shape)} to {format_shape(shape)}")
+    return e if e.shape == shape else Node("reshape", (e,), (), shape)
+
+
+def flatten(e: Any) -> Node:
+    """Flatten to 1-D: (N, 1) -> (N,), like torch's ``Flatten(0, 1)`` on a one-output layer."""
+    e = as_node(e, "flatten")
+    fixed = math.prod(d for d in e.shape if d is not N)
+    if N in e.shape:
+        if fixed != 1:
+            raise ShapeError(
+                f"flatten: {e.label()} {format_shape(e.shape)} would mix the sample dim with "
+                "fixed dims; only (N, 1, ...) flattens to (N,)"
+            )
+        return reshape(e, (N,))
+    return reshape(e, (fixed,))
+
+
+def transpose(e: Any, axes: Sequence[int] | None = None) -> Node:
+    e = as_node(e, "transpose")
+    perm = tuple(reversed(range(e.ndim))) if axes is None else tuple(int(a) % max(e.ndim, 1) for a in axes)
+    if sorted(perm) != list(range(e.ndim)):
+        raise ShapeError(f"transpose: axes {axes!r} are not a permutation for {e.label()} {format_shape(e.shape)}")
+    if perm == tuple(range(e.ndim)):
+        return e
+    return Node("transpose", (e,), (("perm", perm),), tuple(e.shape[p] for p in perm))
+
+
+def _normalize_key(e: Node, key: Any) -> tuple:
+    key = key if isinstance(key, tuple) else (key,)
+    if builtins.sum(k is Ellipsis for k in key) > 1:
+        raise ShapeError("index: only one ... allowed")
+    used = builtins.sum(k is not None and k is not Ellipsis for k in key)
+    if used > e.ndim:
+        raise ShapeError(f"index: too many indices for {e.label()} {format_shape(e.shape)}")
+    if Ellipsis in key:
+        at = key.index(Ellipsis)
+        key = key[:at] + (slice(None),) * (e.ndim - used) + key[at + 1 :]
+    key = key + (slice(None),) * (e.ndim - used)
+    out, axis = [], 0
+    for k in key:
+        if k is None:
+            out.append(("new",))
+            continue
+        dim = e.shape[axis]
+        if dim is N:
+            if k != slice(None):
+                raise UnsupportedError(
+                    f"index: {e.label()} can only be indexed with ':' along its sample dim"
+                )
+            out.append(("slice", 0, None, 1))
+        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+            if not -dim <= k < dim:
+                raise ShapeError(f"index: {k} is out of range for axis {axis} of {e.label()} {format_shape(e.shape)}")
+            out.append(("int", int(k) % dim))
+        elif isinstance(k, slice):
+            start, stop, step = k.indices(dim)
+            if len(range(start, stop, step)) == 0:
+                raise ShapeError(f"index: slice {k} selects nothing from axis {axis} of {e.label()}")
+            out.append(("slice", start, stop, step))
+        else:
+            raise UnsupportedError(f"index: {type(k).__name__} indices are not supported (use ints, slices, None)")
+        axis += 1
+    return tuple(out)
+
+
+def key_shape(e: Node, key: tuple) -> tuple:
+    shape, axis = [], 0
+    for k in key:
+        if k[0] == "new":
+            shape.append(1)
+            continue
+        dim = e.shape[axis]
+        if k[0] == "slice":
+            shape.append(N if dim is N else len(range(dim)[k[1] : k[2] : k[3]]))
+        axis += 1
+    return tuple(shape)
+
+
+def index(e: Any, key: Any) -> Node:
+    e = as_node(e, "index")
+    key = _normalize_key(e, key)
+    return Node("index", (e,), (("key", key),), key_shape(e, key))
+
+
+def stack(items: Sequence[Any], axis: int = -1) -> Node:
+    """Stack equally shaped expressions along a new axis (numpy semantics)."""
+    nodes = [as_node(x, "stack") for x in items]
+    if not nodes:
+        raise ShapeError("stack: needs at least one expression")
+    shape = broadcast_shapes("stack", nodes)
+    for n in nodes:
+        if n.shape != shape:
+            raise ShapeError(f"stack: {n.label()} has shape {format_shape(n.shape)}, expected {format_shape(shape)}")
+    if not -len(shape) - 1 <= axis <= len(shape):
+        raise ShapeError(f"stack: axis {axis} out of range")
+    axis %= len(shape) + 1
+    return Node("stack", tuple(nodes), (("axis", axis),), shape[:axis] + (len(nodes),) + shape[axis:])
+
+
+def einsum(subscripts: str, *operands: Any) -> Node:
+    """General contraction in einsum notation (explicit ``->`` output); sums over samples fuse."""
+    nodes = [as_node(x, "einsum") for x in operands]
+    if not isinstance(subscripts, str) or "->" not in subscripts:
+        raise GraphcError("einsum: subscripts must be explicit, like 'ij,jk->ik'")
+    ins, out = subscripts.replace(" ", "").split("->")
+    ins = ins.split(",")
+    if len(ins) != len(nodes):
+        raise GraphcError(f"einsum: {len(ins)} operand subscripts for {len(nodes)} operands")
+    sizes: dict[str, Any] = {}
+    for sub, n in zip(ins, nodes):
+        if len(sub) != n.ndim or not (sub.isalpha() or sub == "") or len(set(sub)) != len(sub):
+            raise ShapeError(f"einsum: subscripts {sub!r} do not fit {n.label()} {format_shape(n.shape)}")
+        for letter, d in zip(sub, n.shape):
+            if sizes.setdefault(letter, d) != d:
+                raise ShapeError(f"einsum: index {letter!r} is {sizes[letter]!r} in one operand and {d!r} in {n.label()}")
+    if len(set(out)) != len(out) or any(c not in sizes for c in out):
+        raise ShapeError(f"einsum: output subscripts {out!r} must be distinct letters of the inputs")
+    return Node("einsum", tuple(nodes), (("ins", tuple(ins)), ("out", out)), tuple(sizes[c] for c in out))
+
+
+def matmul(a: Any, b: Any) -> Node:
+    """numpy ``@`` for 1-D and 2-D operands."""
+    a, b = as_node(a, "matmul"), as_node(b, "matmul")
+    subs = {(1, 1): "j,j->", (2, 1): "ij,j->i", (1, 2): "j,jk->k", (2, 2): "ij,jk->ik"}
+    spec = subs.get((a.ndim, b.ndim))
+    if spec is None:
+        raise ShapeError(f"matmul: operands must be 1-D or 2-D, got {format_shape(a.shape)} @ {format_shape(b.shape)}")
+    ka, kb = a.shape[-1], b.shape[0]
+    if ka != kb:
+        raise ShapeError(f"matmul: {a.label()} {format_shape(a.shape)} @ {b.label()} {format_shape(b.shape)}: inner dims differ")
+    return einsum(spec, a, b)
+
+
+def unindex(g: Node, key: tuple, shape: tuple) -> Node:
+    """Adjoint of ``index``: place ``g`` at the selected positions of a zero tensor."""
+    return Node("unindex", (g,), (("key", key),), shape)
+
+
+def derivative_node(node: Node, k: int) -> Node | None:
+    """d(node)/d(input k) as an elementwise node over node's inputs (None: zero)."""
+    op: Elementwise = node.attr("fn")
+    d = op.partials[k]
+    if d is None or d == 0:
+        return None
+    if not d.free_symbols:
+        return constant(float(d))
+    lam = Elementwise(f"d{op.name}_d{k}", sp.Lambda(op.args, d), nargs=op.nargs, infix=None)
+    return Node("elementwise", node.inputs, (("fn", lam),), broadcast_shapes(lam.name, node.inputs))
+
+
+# ---- operators on nodes ----------------------------------------------------------------
+def _binary(name: str, reflected: bool = False) -> Callable[..., Node]:
+    op = ELEMENTWISE[name]
+    if reflected:
+        return lambda self, other: apply(op, other, self)
+    return lambda self, other: apply(op, self, other)
+
+
+Node.__add__, Node.__radd__ = _binary("add"), _binary("add", True)
+Node.__sub__, Node.__rsub__ = _binary("sub"), _binary("sub", True)
+Node.__mul__, Node.__rmul__ = _binary("mul"), _binary("mul", True)
+Node.__truediv__, Node.__rtruediv__ = _binary("div"), _binary("div", True)
+Node.__pow__, Node.__rpow__ = _binary("pow"), _binary("pow", True)
+Node.__gt__, Node.__ge__ = _binary("gt"), _binary("ge")
+Node.__lt__, Node.__le__ = _binary("lt"), _binary("le")
+Node.__neg__ = lambda self: apply(ELEMENTWISE["neg"], self)
+Node.__pos__ = lambda self: self
+Node.__matmul__ = lambda self, other: matmul(self, other)
+Node.__rmatmul__ = lambda self, other: matmul(other, self)
+Node.__getitem__ = lambda self, key: index(self, key)
+Node.T = property(lambda self: transpose(self))
+Node.sum = lambda self, axis=None, keepdims=False: sum(self, axis, keepdims)
+Node.mean = lambda self, axis=None, keepdims=False: mean(self, axis, keepdims)
+Node.reshape = lambda self, *shape: reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], tuple) else shape)
+
+
+# ---- printing expressions ------------------------------------------------------------
+_PREC = {"+": 10, "-": 10, "*": 20, "/": 20, "neg": 30, "**": 40, ">": 5, ">=": 5, "<": 5, "<=": 5}
+
+
+def _key_text(key: tuple) -> str:
+    parts = []
+    for k in key:
+        if k[0] == "new":
+            parts.append("None")
+        elif k[0] == "int":
+            parts.append(str(k[1]))
+        else:
+            start, stop, step = k[1:]
+            parts.append(":" if (start, stop, step) in ((0, None, 1),) else f"{start}:{'' if stop is None else stop}:{step}")
+    return ", ".join(parts)
+
+
+def expression_string(node: Node, limit: int = 100_000) -> str:
+    """numpy-like text of an expression: ``sum((a + b*x - y)**2)``."""
+    text, _ = _expr(node, {})
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _expr(node: Node, memo: dict[int, tuple[str, int]]) -> tuple[str, int]:
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = result = _expr_uncached(node, memo)
+    return result
+
+
+def _expr_uncached(node: Node, memo: dict) -> tuple[str, int]:
+    if node.name is not None:
+        return node.name, 100
+    if node.op == "const":
+        v = node.attr("value")
+        if v.ndim == 0:
+            return _number_text(v.item()), (100 if v.item() >= 0 else 30)
+        return (f"array({_list_text(v)})" if v.size <= 8 else f"const{format_shape(v.shape)}"), 100
+    args = [_expr(i, memo) for i in node.inputs]
+
+    def wrap(arg: tuple[str, int], prec: int, strict: bool = False) -> str:
+        return f"({arg[0]})" if arg[1] < prec or (strict and arg[1] == prec) else arg[0]
+
+    if node.op == "elementwise":
+        op: Elementwise = node.attr("fn")
+        if op.infix and op.nargs == 1:
+            return "-" + wrap(args[0], 30), 30
+        if op.infix:
+            p = _PREC[op.infix]
+            right_strict = op.infix in ("-", "/", "**")
+            left = wrap(args[0], p, strict=op.infix == "**")
+            return f"{left} {op.infix} {wrap(args[1], p, right_strict)}" if p < 20 else f"{left}{op.infix}{wrap(args[1], p, right_strict)}", p
+        return f"{op.name}({', '.join(a[0] for a in args)})", 100
+    if node.op in ("sum", "mean"):
+        axes = node.attr("axes")
+        extra = "" if len(axes) == node.inputs[0].ndim else f", axis={axes[0] if len(axes) == 1 else axes}"
+        return f"{node.op}({args[0][0]}{extra})", 100
+    if node.op == "index":
+        return f"{wrap(args[0], 100)}[{_key_text(node.attr('key'))}]", 100
+    if node.op == "transpose":
+        return f"{wrap(args[0], 100)}.T", 100
+    if node.op == "einsum":
+        spec = ",".join(node.attr("ins")) + "->" + node.attr("out")
+        return f"einsum({spec!r}, {', '.join(a[0] for a in args)})", 100
+    if node.op == "stack":
+        return f"stack([{', '.join(a[0] for a in args)}], axis={node.attr('axis')})", 100
+    return f"{node.op}({', '.join(a[0] for a in args)})", 100
+
+
+def _list_text(v: np.ndarray) -> str:
+    return "[" + ", ".join(_list_text(r) if r.ndim else _number_text(r.item()) for r in v) + "]"
+
+
+def _number_text(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and builtins.abs(v) < 1e15 else repr(v)
+
+
+def node_line(node: Node, names: dict[int, str]) -> str:
+    """One line of ``Graph.__str__``: ``op arg arg [attrs]``."""
+    args = " ".join(names.get(id(i), "?") for i in node.inputs)
+    if node.op == "elementwise":
+        return f"{node.attr('fn').name} {args}"
+    if node.op == "const":
+        return f"const {node.attr('value').tolist()}"
+    attrs = " ".join(f"{k}={v}" for k, v in node.attrs)
+    return f"{node.op} {args} {attrs}".rstrip()
+
+
+def fixed_indices(shape: tuple) -> list[tuple[int, ...]]:
+    """All indices of the fixed (non-sample) dims of ``shape``, in C order."""
+    return list(itertools.product(*(range(d) for d in shape if d is not N)))
+
+
+__all__ = [
+    "ELEMENTWISE", "Elementwise", "function", "data", "param", "params", "constant", "as_node",
+    "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "maximum",
+    "minimum", "where", "sum", "mean", "stack", "flatten", "reshape", "transpose", "index",
+    "einsum", "matmul", "broadcast_to", "sample_axis",
+]

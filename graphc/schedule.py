@@ -1,0 +1,365 @@
+"""Scheduling: lower the forward and gradient graphs to per-sample scalar SymPy expressions
+and fuse them into as few passes over the samples as the data dependencies allow.
+
+Every node becomes one SymPy expression per element of its fixed (non-sample) dims. A
+reduction over the sample dim becomes an *accumulator*: a scalar summed inside a loop over
+the samples. Accumulators whose summands do not need another accumulator share the first
+loop; one that does (``log(sum(..))``'s gradient needs the sum) goes to the next loop. For
+the polynomial fit this is ONE loop computing the loss and all four gradients.
+``sympy.cse`` then shares work between the forward pass and all gradients of each loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import sympy as sp
+from sympy.core.parameters import distribute
+
+from .errors import UnsupportedError
+from .graph import N, Node, format_shape, sample_axis, spell, toposort
+from .ops import Elementwise, expression_string, fixed_indices
+
+Elems = dict  # fixed index tuple -> sympy expression
+MAX_TERMS = 20_000  # scalar terms per graph before the unrolled schedule refuses
+
+
+@dataclass
+class Accumulator:
+    symbol: sp.Symbol
+    summand: sp.Expr
+    comment: str
+
+
+@dataclass
+class Loop:
+    """One pass over the samples: hoisted invariants, per-sample temporaries, accumulators."""
+
+    accumulators: list[Accumulator]
+    invariants: list[tuple[sp.Symbol, sp.Expr]] = field(default_factory=list)
+    body: list[tuple[sp.Symbol, sp.Expr]] = field(default_factory=list)
+    sums: list[sp.Expr] = field(default_factory=list)  # summand of each accumulator after CSE
+
+
+@dataclass
+class Load:
+    array: Node  # the data node
+    index: tuple[int, ...]  # fixed index (the sample index goes at the node's sample axis)
+
+
+@dataclass
+class Plan:
+    """Everything code generation needs, target-independent."""
+
+    loss: Node
+    wrt: list[Node]
+    frozen: list[Node]  # parameters not differentiated (still inputs)
+    data: list[Node]
+    layout: dict[str, tuple[int, tuple]]  # param name -> (offset in theta, shape)
+    param_symbols: dict[sp.Symbol, int]  # scalar symbol -> theta index
+    loads: dict[sp.Symbol, Load]  # per-sample data symbols
+    fixed_loads: dict[sp.Symbol, Load]  # loop-invariant data symbols
+    loops: list[Loop]
+    finish: list[tuple[sp.Symbol, sp.Expr]]  # after the loops: CSE'd output terms
+    outputs: list[sp.Expr]  # [loss, dloss/dtheta[0], ...] over finish/accumulator symbols
+    zero_grads: list[str]  # wrt parameters the loss does not depend on
+    n_terms: int = 0
+
+    @property
+    def n_grads(self) -> int:
+        return sum(math.prod(self.layout[p.name][1]) for p in self.wrt)
+
+    @property
+    def n_theta(self) -> int:
+        return sum(math.prod(shape) for _, shape in self.layout.values())
+
+    @property
+    def accumulators(self) -> list[Accumulator]:
+        return [a for loop in self.loops for a in loop.accumulators]
+
+    @property
+    def sample_data(self) -> list[Node]:
+        return [d for d in self.data if N in d.shape]
+
+
+N_SYMBOL = sp.Symbol("n", positive=True, integer=True)
+
+
+def _suffix(index: tuple[int, ...]) -> str:
+    return "".join(f"_{k}" for k in index)
+
+
+class Lowering:
+    """Node -> {fixed index: sympy expr}, creating accumulators for sums over samples."""
+
+    def __init__(self) -> None:
+        self.memo: dict[int, Elems] = {}
+        self.accumulators: list[tuple[Accumulator, int]] = []  # with loop (phase) number
+        self.phase: dict[sp.Symbol, int] = {}
+        self.loads: dict[sp.Symbol, Load] = {}
+        self.fixed_loads: dict[sp.Symbol, Load] = {}
+        self.param_symbols: dict[sp.Symbol, tuple[Node, tuple]] = {}
+        self.terms = 0
+
+    def __call__(self, node: Node) -> Elems:
+        for n in toposort([node]):
+            if id(n) not in self.memo:
+                self.memo[id(n)] = self.lower(n)
+                self.terms += len(self.memo[id(n)])
+                if self.terms > MAX_TERMS:
+                    raise UnsupportedError(
+                        f"the graph has more than {MAX_TERMS} scalar terms per sample at "
+                        f"{n.label()} {format_shape(n.shape)}; layers this wide need a blocked schedule"
+                    )
+        return self.memo[id(node)]
+
+    def per_sample(self, expr: sp.Expr) -> bool:
+        return any(s in self.loads for s in expr.free_symbols)
+
+    def lower(self, node: Node) -> Elems:
+        method: Callable[[Node, list[Elems]], Elems] = getattr(self, "_" + node.op)
+        return method(node, [self.memo[id(i)] for i in node.inputs])
+
+    # ---- leaves ----
+    def _data(self, node: Node, _: list) -> Elems:
+        elems = {}
+        per_sample = N in node.shape
+        for idx in fixed_indices(node.shape):
+            name = spell(node.name) + ("_i" if per_sample else "_v" if not idx else "") + _suffix(idx)
+            sym = sp.Symbol(name, real=True)
+            (self.loads if per_sample else self.fixed_loads)[sym] = Load(node, idx)
+            elems[idx] = sym
+        return elems
+
+    def _param(self, node: Node, _: list) -> Elems:
+        elems = {}
+        for idx in fixed_indices(node.shape):
+            sym = sp.Symbol(spell(node.name) + _suffix(idx), real=True)
+            self.param_symbols[sym] = (node, idx)
+            elems[idx] = sym
+        return elems
+
+    def _const(self, node: Node, _: list) -> Elems:
+        value = node.attr("value")
+        return {idx: _number(value[idx]) for idx in fixed_indices(node.shape)}
+
+    def _count(self, node: Node, _: list) -> Elems:
+        return {(): N_SYMBOL}
+
+    # ---- elementwise ----
+    def _elementwise(self, node: Node, ins: list[Elems]) -> Elems:
+        op: Elementwise = node.attr("fn")
+        maps = [_broadcast_map(node.shape, i.shape) for i in node.inputs]
+        out = {}
+        for idx in fixed_indices(node.shape):
+            args = [e[m(idx)] for e, m in zip(ins, maps)]
+            out[idx] = op.expr.xreplace(dict(zip(op.args, args)))
+        return out
+
+    def _broadcast_to(self, node: Node, ins: list[Elems]) -> Elems:
+        m = _broadcast_map(node.shape, node.inputs[0].shape)
+        return {idx: ins[0][m(idx)] for idx in fixed_indices(node.shape)}
+
+    # ---- reductions ----
+    def _sum(self, node: Node, ins: list[Elems]) -> Elems:
+        (x,) = node.inputs
+        axes, keep = node.attr("axes"), node.attr("keepdims")
+        groups: dict[tuple, list[sp.Expr]] = {}
+        fixed_axes = [a for a, d in enumerate(x.shape) if d is not N]
+        for idx, expr in ins[0].items():
+            pos = dict(zip(fixed_axes, idx))
+            key = []
+            for a, d in enumerate(x.shape):
+                if a in axes:
+                    key += [0] if keep else []
+                elif d is not N:
+                    key.append(pos[a])
+            groups.setdefault(tuple(key), []).append(expr)
+        over_samples = any(x.shape[a] is N for a in axes)
+        out = {}
+        for key, terms in groups.items():
+            total = sp.Add(*terms)
+            out[key] = self.accumulate(total, node) if over_samples else total
+        return out
+
+    def _mean(self, node: Node, ins: list[Elems]) -> Elems:
+        (x,) = node.inputs
+        count = sp.Integer(1)
+        for a in node.attr("axes"):
+            count *= N_SYMBOL if x.shape[a] is N else x.shape[a]
+        return {k: v / count for k, v in self._sum(node, ins).items()}
+
+    def accumulate(self, summand: sp.Expr, node: Node) -> sp.Expr:
+        """Sum ``summand`` over the samples: a new accumulator, or n * summand if invariant."""
+        if summand == 0:
+            return sp.Integer(0)
+        if not self.per_sample(summand):
+            return N_SYMBOL * summand
+        phase = max((self.phase[s] + 1 for s in summand.free_symbols if s in self.phase), default=0)
+        sym = sp.Symbol(f"s{len(self.accumulators)}", real=True)
+        self.phase[sym] = phase
+        text = expression_string(node, limit=80)
+        self.accumulators.append((Accumulator(sym, summand, f"{text}"), phase))
+        return sym
+
+    # ---- contractions ----
+    def _einsum(self, node: Node, ins: list[Elems]) -> Elems:
+        subs, out = node.attr("ins"), node.attr("out")
+        sizes = {c: d for s, x in zip(subs, node.inputs) for c, d in zip(s, x.shape)}
+        fixed = [c for c in sizes if sizes[c] is not N]
+        over_samples = any(sizes[c] is N and c not in out for c in sizes)
+        groups: dict[tuple, list[sp.Expr]] = {}
+        for values in np.ndindex(*[sizes[c] for c in fixed]):
+            at = dict(zip(fixed, values))
+            term = sp.Mul(*[e[tuple(at[c] for c in s if c in at)] for s, e in zip(subs, ins)])
+            groups.setdefault(tuple(at[c] for c in out if c in at), []).append(term)
+        if sum(len(t) for t in groups.values()) > MAX_TERMS:
+            raise UnsupportedError(f"einsum {node.label()} is too large for the unrolled schedule")
+        return {k: self.accumulate(sp.Add(*t), node) if over_samples else sp.Add(*t) for k, t in groups.items()}
+
+    # ---- index shuffles ----
+    def _reshape(self, node: Node, ins: list[Elems]) -> Elems:
+        return dict(zip(fixed_indices(node.shape), ins[0].values()))
+
+    def _transpose(self, node: Node, ins: list[Elems]) -> Elems:
+        perm = node.attr("perm")
+        x = node.inputs[0]
+        out_fixed = [a for a in range(node.ndim) if node.shape[a] is not N]
+        in_fixed = [a for a in range(x.ndim) if x.shape[a] is not N]
+        where_in_out = {perm[a]: j for j, a in enumerate(out_fixed)}  # input axis -> pos in out idx
+        return {idx: ins[0][tuple(idx[where_in_out[a]] for a in in_fixed)] for idx in fixed_indices(node.shape)}
+
+    def _index(self, node: Node, ins: list[Elems]) -> Elems:
+        source = _index_map(node.inputs[0].shape, node.attr("key"))
+        return {idx: ins[0][source(idx)] for idx in fixed_indices(node.shape)}
+
+    def _unindex(self, node: Node, ins: list[Elems]) -> Elems:
+        g = node.inputs[0]
+        source = _index_map(node.shape, node.attr("key"))
+        out = {idx: sp.Integer(0) for idx in fixed_indices(node.shape)}
+        for idx in fixed_indices(g.shape):
+            out[source(idx)] += ins[0][idx]
+        return out
+
+    def _stack(self, node: Node, ins: list[Elems]) -> Elems:
+        axis = node.attr("axis")
+        pos = sum(1 for a in range(axis) if node.shape[a] is not N)
+        return {idx: ins[idx[pos]][idx[:pos] + idx[pos + 1 :]] for idx in fixed_indices(node.shape)}
+
+
+def _number(v: Any) -> sp.Expr:
+    v = float(v)
+    return sp.Integer(int(v)) if v.is_integer() and abs(v) < 2**53 else sp.Float(v)
+
+
+def _broadcast_map(out_shape: tuple, in_shape: tuple) -> Callable[[tuple], tuple]:
+    """Map an output fixed index to the input fixed index numpy broadcasting reads."""
+    lead = len(out_shape) - len(in_shape)
+    out_fixed = {a: j for j, a in enumerate(a for a, d in enumerate(out_shape) if d is not N)}
+    picks = []
+    for k, d in enumerate(in_shape):
+        if d is N:
+            continue
+        a = lead + k
+        picks.append(None if d == 1 else out_fixed[a])
+    return lambda idx: tuple(0 if p is None else idx[p] for p in picks)
+
+
+def _index_map(in_shape: tuple, key: tuple) -> Callable[[tuple], tuple]:
+    """Map a fixed index of ``x[key]`` to the fixed index of ``x`` it reads."""
+
+    def source(idx: tuple) -> tuple:
+        out, j, axis = [], 0, 0
+        for k in key:
+            if k[0] == "new":
+                j += 1
+                continue
+            dim = in_shape[axis]
+            axis += 1
+            if dim is N:
+                continue
+            if k[0] == "int":
+                out.append(k[1])
+            else:
+                out.append(k[1] + k[3] * idx[j])
+                j += 1
+        return tuple(out)
+
+    return source
+
+
+# ---- the stage entry point ----------------------------------------------------------------
+def fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params: Sequence[Node], data: Sequence[Node]) -> Plan:
+    """Lower loss and gradients, group accumulators into loops, CSE each loop."""
+    with distribute(False):  # keep 2*(r) a product, so r stays shared with the loss
+        return _fuse(loss, wrt, grads, params, data)
+
+
+def _fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params: Sequence[Node], data: Sequence[Node]) -> Plan:
+    low = Lowering()
+    outputs = [low(loss)[()]]
+    zero = []
+    for p in wrt:
+        g = grads[p]
+        if g is None:
+            zero.append(p.name)
+        elems = low(g) if g is not None else {}
+        outputs += [elems.get(idx, sp.Integer(0)) for idx in fixed_indices(p.shape)]
+    frozen = [p for p in params if all(p is not q for q in wrt)]
+    layout, offset = {}, 0
+    for p in list(wrt) + frozen:
+        layout[p.name] = (offset, tuple(p.shape))
+        offset += math.prod(p.shape)
+    param_symbols = {s: layout[node.name][0] + _flat(idx, node.shape) for s, (node, idx) in low.param_symbols.items()}
+    nloops = max((ph for _, ph in low.accumulators), default=-1) + 1
+    loops = [Loop([a for a, ph in low.accumulators if ph == k]) for k in range(nloops)]
+    outputs = _name_accumulators(loops, outputs, loss, wrt)
+    temps = sp.numbered_symbols("t", real=True)
+    for loop in loops:
+        _cse_loop(loop, set(low.loads), temps)
+    finish, outputs = _cse(outputs, temps)
+    return Plan(loss, list(wrt), frozen, list(data), layout, param_symbols, low.loads,
+                low.fixed_loads, loops, finish, outputs, zero, low.terms)
+
+
+def _flat(idx: tuple, shape: tuple) -> int:
+    return int(np.ravel_multi_index(idx, shape)) if idx else 0
+
+
+def _name_accumulators(loops: list[Loop], outputs: list[sp.Expr], loss: Node, wrt: Sequence[Node]) -> list[sp.Expr]:
+    """Give an accumulator that IS an output the output's name: ``loss``, ``grad_a``, ..."""
+    names = ["loss"] + [f"grad_{spell(p.name)}{_suffix(idx)}" for p in wrt for idx in fixed_indices(p.shape)]
+    shown = ["loss"] + [p.name + (f"[{', '.join(map(str, idx))}]" if idx else "") for p in wrt for idx in fixed_indices(p.shape)]
+    accs = {a.symbol: a for loop in loops for a in loop.accumulators}
+    rename: dict[sp.Symbol, sp.Symbol] = {}
+    for name, label, out in zip(names, shown, outputs):
+        if out in accs and out not in rename:
+            rename[out] = sp.Symbol(name, real=True)
+            accs[out].comment = "loss = " + expression_string(loss, 80) if name == "loss" else f"d(loss)/d({label})"
+    for loop in loops:
+        for a in loop.accumulators:
+            a.summand = a.summand.xreplace(rename)
+            a.symbol = rename.get(a.symbol, a.symbol)
+    return [o.xreplace(rename) for o in outputs]
+
+
+def _cse(exprs: list[sp.Expr], temps: Any) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
+    if not exprs:
+        return [], []
+    pairs, reduced = sp.cse(exprs, symbols=temps, order="none")
+    return list(pairs), list(reduced)
+
+
+def _cse_loop(loop: Loop, sample_symbols: set[sp.Symbol], temps: Any) -> None:
+    """CSE the summands of one loop and hoist what does not vary per sample."""
+    pairs, loop.sums = _cse([a.summand for a in loop.accumulators], temps)
+    varying = set(sample_symbols)
+    for sym, expr in pairs:
+        if expr.free_symbols & varying:
+            varying.add(sym)
+            loop.body.append((sym, expr))
+        else:
+            loop.invariants.append((sym, expr))

@@ -22,6 +22,12 @@ class GraphcPrinter(PythonCodePrinter):
     def _print_Half(self, expr: sp.Rational) -> str:
         return "0.5"
 
+    def parenthesize(self, item: sp.Basic, level: int, strict: bool = False) -> str:
+        # x**2 prints as x*x: inside any larger expression it needs parentheses a Pow doesn't
+        if _is_product_power(item):
+            return f"({self._print(item)})"
+        return super().parenthesize(item, level, strict)
+
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         base, exp = expr.as_base_exp()
         if exp.is_Integer and 2 <= abs(int(exp)) <= 4:
@@ -35,6 +41,10 @@ class GraphcPrinter(PythonCodePrinter):
         if exp == -sp.Rational(1, 2):
             return f"1/math.sqrt({self._print(base)})"
         return super()._print_Pow(expr, rational=rational)
+
+
+def _is_product_power(item: sp.Basic) -> bool:
+    return isinstance(item, sp.Pow) and item.exp.is_Integer and 2 <= int(item.exp) <= 4
 
 
 def printer() -> GraphcPrinter:

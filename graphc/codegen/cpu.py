@@ -102,8 +102,8 @@ class CpuEmitter:
         m = len(loop.accumulators)
         lines = [
             self.jit,
-            f"def sums_{k}(lo, hi, {self.args}, theta, acc, out):",
-            f'    """Pass {k} over samples lo..hi-1: writes its {m} sum(s) to out[0:{m}]."""',
+            f"def sums_{k}(lo, hi, n, {self.args}, theta, acc, out):",
+            f'    """Pass {k} over samples lo..hi-1 of n: writes its {m} sum(s) to out[0:{m}]."""',
         ]
         lines += self.loads(used, "    ")
         if loop.invariants:
@@ -122,7 +122,7 @@ class CpuEmitter:
 
     def run_loop(self, k: int, loop: Loop) -> list[str]:
         off, m = self.offsets[k], len(loop.accumulators)
-        return [f"    sums_{k}(0, n, {self.args}, theta, acc, acc[{off}:{off + m}])"]
+        return [f"    sums_{k}(0, n, n, {self.args}, theta, acc, acc[{off}:{off + m}])"]
 
     # ---- loss and gradient at theta ----
     def evaluate(self) -> str:

@@ -24,10 +24,10 @@ class ParallelEmitter(CpuEmitter):
 
     def run_loop(self, k: int, loop: Loop) -> list[str]:
         off, m = self.offsets[k], len(loop.accumulators)
-        call = f"sums_{k}(blk * BLOCK, min(n, blk * BLOCK + BLOCK), {self.args}, theta, acc, part[blk])"
+        call = f"sums_{k}(blk * BLOCK, min(n, blk * BLOCK + BLOCK), n, {self.args}, theta, acc, part[blk])"
         return [
             "    if n <= BLOCK:",
-            f"        sums_{k}(0, n, {self.args}, theta, acc, acc[{off}:{off + m}])",
+            f"        sums_{k}(0, n, n, {self.args}, theta, acc, acc[{off}:{off + m}])",
             "    else:",
             "        nblocks = (n + BLOCK - 1) // BLOCK",
             f"        part = np.empty((nblocks, {m}))",

@@ -54,7 +54,8 @@ class CpuEmitter:
             where = f"theta[{off}]" if not shape else f"theta[{off}:{off + size}] (shape {shape}, row-major)"
             lines.append(f"#   {name} = {where}")
         if self.optimizer is not None:
-            lines.append(f"# optimizer: {self.optimizer!r}")
+            names = ", ".join(self.optimizer.hyper)
+            lines.append(f"# optimizer: {type(self.optimizer).__name__}; hyper = [{names}], passed at run time")
         return "\n".join(lines)
 
     def preamble(self) -> str:

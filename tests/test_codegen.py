@@ -1,0 +1,64 @@
+"""Generated source: one fused loop, no temporaries, readable names and comments."""
+
+import re
+
+import numpy as np
+
+import graphc as gc
+
+
+def body_of(source, name):
+    start = source.index(f"def {name}(")
+    end = source.find("\n@numba", start)
+    return source[start:] if end < 0 else source[start:end]
+
+
+def test_cubic_is_one_loop_with_scalar_accumulators(cubic_cpu):
+    src = cubic_cpu.source
+    loop = body_of(src, "sums_0")
+    assert src.count("for i in range(") == 1
+    assert "np.empty" not in loop and "np.zeros" not in loop  # no temporary arrays
+    for name in ["loss", "grad_a", "grad_b", "grad_c", "grad_d"]:
+        assert f"    {name} = 0.0" in loop and f"{name} += " in loop
+    assert "x_i = x[i]" in loop and "y_i = y[i]" in loop
+    code = "\n".join(line.split("#")[0] for line in loop.splitlines())
+    assert "x_i*x_i*x_i" in code and "**" not in code  # powers as products
+    assert "# loss = sum((a + b*x + c*x**2 + d*x**3 - y)**2)" in src
+    assert re.search(r"source-sha256=[0-9a-f]{16}", src)
+    assert 'fastmath={"reassoc", "contract", "nsz", "arcp"}' in src and 'error_model="numpy"' in src
+
+
+def test_cse_shares_the_residual_between_loss_and_gradients(cubic_cpu):
+    loop = body_of(cubic_cpu.source, "sums_0")
+    residual = re.search(r"(t\d+) = a \+ b\*x_i \+ c\*t\d+ \+ d\*t\d+ - y_i", loop)
+    assert residual, loop
+    assert loop.count("a + b*x_i") == 1
+
+
+def test_layer_parameters_are_spelled_as_identifiers():
+    x, y = gc.data("x"), gc.data("y")
+    lin = gc.nn.Linear(3, 1, name="lin")
+    loss = gc.nn.mse_loss(gc.flatten(lin(x[:, None] ** np.array([1, 2, 3]))), y, reduction="sum")
+    src = gc.compile(loss).source
+    assert "lin_weight_0_2 = theta[2]" in src and "grad_lin_bias_0 +=" in src
+    assert "#   lin.weight = theta[0:3] (shape (1, 3), row-major)" in src
+    assert "d(loss)/d(lin.weight[0, 1])" in src
+
+
+def test_parallel_uses_fixed_blocks_and_scalar_accumulators(cubic):
+    src = gc.compile(cubic, target="parallel").source
+    assert "numba.prange(nblocks)" in src and "BLOCK = 16384" in src
+    assert "combine in block order" in src
+    assert "prange" not in body_of(src, "sums_0")
+
+
+def test_same_graph_same_source(cubic):
+    assert gc.compile(cubic).source == gc.compile(cubic).source
+
+
+def test_user_function_body_is_printed_from_sympy():
+    z = gc.data("z")
+    a = gc.param("a")
+    P3 = gc.function("P3", lambda u: (5 * u**3 - 3 * u) / 2)
+    src = gc.compile(gc.sum(P3(a * z))).source
+    assert "math." not in body_of(src, "sums_0") and "z_i" in src

@@ -36,7 +36,7 @@ class CpuEmitter:
     # ---- the module ----
     def module(self) -> str:
         functions = [self.loop_function(k, loop) for k, loop in enumerate(self.plan.loops)]
-        functions.append(self.evaluate())
+        functions += [self.finish(), self.evaluate()]
         if self.optimizer is not None:
             functions.append(self.train())
         return "\n\n".join([self.header(), self.preamble(), *functions]) + "\n"
@@ -128,17 +128,30 @@ class CpuEmitter:
     # ---- loss and gradient at theta ----
     def evaluate(self) -> str:
         plan = self.plan
-        ng = plan.n_grads
         lines = [
             self.evaluate_jit,
             f"def evaluate({self.args + ', ' if self.args else ''}theta, grad, acc):",
-            f'    """Loss at theta; writes d(loss)/d(theta[0:{ng}]) into grad."""',
+            f'    """Loss at theta; writes d(loss)/d(theta[0:{plan.n_grads}]) into grad."""',
+            self.n_line("    ") if plan.sample_data else "    n = 0",
         ]
-        used = set().union(*(e.free_symbols for _, e in plan.finish), *(o.free_symbols for o in plan.outputs))
-        if plan.loops or N_SYMBOL in used:
-            lines.append(self.n_line("    "))
         for k, loop in enumerate(plan.loops):
             lines += self.run_loop(k, loop)
+        lines.append(f"    return finish(n, {self.fixed_args + ', ' if self.fixed_args else ''}theta, acc, grad)")
+        return "\n".join(lines)
+
+    @property
+    def fixed_args(self) -> str:
+        return ", ".join(spell(d.name) for d in self.plan.data if N not in d.shape)
+
+    def finish(self) -> str:
+        """From the pass sums in acc to the loss and gradient (also run by graphc.distributed)."""
+        plan = self.plan
+        lines = [
+            self.jit,
+            f"def finish(n, {self.fixed_args + ', ' if self.fixed_args else ''}theta, acc, grad):",
+            f'    """Loss from the sums in acc over n samples; writes d(loss)/d(theta[0:{plan.n_grads}]) into grad."""',
+        ]
+        used = set().union(*(e.free_symbols for _, e in plan.finish), *(o.free_symbols for o in plan.outputs))
         lines += self.loads(used, "    ")
         lines += self.assign(plan.finish, "    ")
         lines += [f"    grad[{j}] = {self.expr(o)}" for j, o in enumerate(plan.outputs[1:])]

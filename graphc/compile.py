@@ -10,7 +10,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import autodiff, codegen, loader, schedule
+from . import autodiff, codegen, distributed, loader, schedule
 from .errors import GraphcError, TargetError
 from .graph import Graph, Node, format_shape
 from .runtime import Result, bind_data, check_names, merge, pack_params, unpack
@@ -114,7 +114,11 @@ class Compiled:
         return arrays, pack_params(self.plan, given, self.dtype)
 
     def __call__(self, bindings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Result:
-        arrays, theta = self.bind(bindings, **kwargs)
+        given = merge(bindings, kwargs)
+        if distributed.uses_dask(given):  # the data stays where its chunks live
+            check_names(self.plan, given, self.inputs + self.params)
+            return distributed.evaluate(self, given)
+        arrays, theta = self.bind(given)
         grad = np.zeros(self.plan.n_grads)
         acc = np.zeros(len(self.plan.accumulators))
         loss = self.run(self.module.evaluate, *arrays, theta, grad, acc)

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -40,8 +41,16 @@ def module_path(source: str, stem: str = "graphc") -> Path:
     return cache_dir() / f"{stem}_{cache_key(source)[:20]}.py"
 
 
+_LOCK = threading.RLock()  # a module is in sys.modules before it has finished executing
+
+
 def load(source: str, stem: str = "graphc") -> tuple[ModuleType, bool]:
     """Import ``source`` from the cache (writing it first if needed); returns (module, was_cached)."""
+    with _LOCK:
+        return _load(source, stem)
+
+
+def _load(source: str, stem: str) -> tuple[ModuleType, bool]:
     path = module_path(source, stem)
     name = "graphc_generated_" + path.stem
     if name in sys.modules:

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import codegen
+from . import codegen, distributed
 from .compile import Compiled, Timings, make_plan
 from .errors import BindingError, GraphcError, NonFiniteLoss
 from .graph import Node
@@ -50,12 +50,15 @@ def fit(
     dtype: str = "float64",
     wrt: Sequence[Node] | None = None,
     check_finite: bool = True,
+    client: Any = None,
 ) -> FitResult:
     """Train the parameters of ``loss`` with ``optimizer`` for ``steps`` steps.
 
     ``history`` holds ``(t, loss_t)`` for each step t with ``t % log_every == log_every - 1``,
     ``loss_t`` taken before update t. A NaN or infinite loss stops training with a
     NonFiniteLoss error (``check_finite=False`` returns the partial result instead).
+    Dask arrays in ``data`` train where the chunks live (``client``: a dask.distributed
+    Client; default: the current scheduler); see graphc.distributed.
     """
     optimizer = SGD(lr=1e-3) if optimizer is None else optimizer
     for what, value in (("steps", steps), ("log_every", log_every)):
@@ -67,14 +70,17 @@ def fit(
     plan = compiled.plan
     check_names(plan, {**data, **init}, [])
     _check_split(plan, data, init)
-    arrays, _ = bind_data(plan, data, dtype)
     theta = pack_params(plan, init, dtype)
-    hyper = np.array(list(optimizer.hyper.values()), dtype=np.float64)
-    state = np.zeros((len(optimizer.slots), plan.n_grads))
-    history = np.zeros(steps // log_every)
-    start = time.perf_counter()
-    done = compiled.run(compiled.module.train, tuple(arrays), theta, hyper, state, 0, steps, log_every, history)
-    seconds = time.perf_counter() - start
+    if distributed.uses_dask(data):
+        done, theta, state, history, seconds = distributed.fit(compiled, data, theta, optimizer, steps, log_every, client)
+    else:
+        arrays, _ = bind_data(plan, data, dtype)
+        hyper = np.array(list(optimizer.hyper.values()), dtype=np.float64)
+        state = np.zeros((len(optimizer.slots), plan.n_grads))
+        history = np.zeros(steps // log_every)
+        start = time.perf_counter()
+        done = compiled.run(compiled.module.train, tuple(arrays), theta, hyper, state, 0, steps, log_every, history)
+        seconds = time.perf_counter() - start
     kept = len(history) if done >= steps else (done + 1) // log_every  # logged before stopping
     logged = [(k * log_every + log_every - 1, float(v)) for k, v in enumerate(history[:kept])]
     names = list(plan.layout)

@@ -1,0 +1,208 @@
+"""Data larger than one machine: the compiled per-chunk sums, mapped over Dask arrays.
+
+graphc's losses are sums over samples, and so are their gradients. Each chunk of a Dask
+array runs the generated ``sums_k`` function where the chunk lives; the partial sums come
+back through a fixed pairwise tree (same bits every run, whatever the scheduler), and the
+client finishes the loss and gradient (``finish``) and updates the parameters. Only the
+parameters travel out and one small vector of sums per chunk travels back.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import warnings
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import loader
+from .errors import GraphcError, ShapeError
+from .graph import N, format_shape
+from .runtime import as_float_array
+
+_UPDATE = '''import math
+
+import numba
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def update(theta, grad, hyper, state, count):
+    """{formula}"""
+{body}
+'''
+
+
+def is_dask(value: Any) -> bool:
+    return type(value).__module__.split(".")[0] == "dask" and hasattr(value, "chunks")
+
+
+def uses_dask(values: Mapping[str, Any]) -> bool:
+    return any(is_dask(v) for v in values.values())
+
+
+def _dask():
+    try:
+        import dask
+        import dask.array as da
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise GraphcError("Dask arrays need the optional dependency: pip install 'graphc[dask]'") from None
+    return dask, da
+
+
+def chunk_sums(source: str, k: int, m: int, n: int, theta: np.ndarray, acc: np.ndarray,
+               dtype: str, *blocks: Any) -> np.ndarray:
+    """Run on a worker: pass k of the generated module over one chunk; returns its m sums."""
+    module, _ = loader.load(source)  # once per process: later calls find it in sys.modules
+    arrays = [np.asarray(b, dtype=dtype, order="C") for b in blocks]
+    out = np.zeros(m)
+    length = next((a.shape[0] for a in arrays if a.ndim), 0)
+    getattr(module, f"sums_{k}")(0, length, n, *arrays, theta, acc, out)
+    return out
+
+
+def _tree_sum(graph: dict, keys: list, name: str) -> Any:
+    """Pairwise sum in a fixed order: the result does not depend on which task ends first."""
+    level = 0
+    while len(keys) > 1:
+        paired = []
+        for j in range(0, len(keys) - 1, 2):
+            key = (name, level, j)
+            graph[key] = (np.add, keys[j], keys[j + 1])
+            paired.append(key)
+        keys = paired + ([keys[-1]] if len(keys) % 2 else [])
+        level += 1
+    return keys[0]
+
+
+class DaskProgram:
+    """A compiled plan bound to Dask inputs: persisted chunks, one task per chunk per pass."""
+
+    def __init__(self, compiled: Any, data: Mapping[str, Any], client: Any = None) -> None:
+        dask, da = _dask()
+        self.compiled, self.plan, self.client = compiled, compiled.plan, client
+        self.dtype = compiled.dtype
+        self.n, arrays, chunks = self._align(da, data)
+        arrays = list(client.persist(arrays) if client is not None else dask.persist(*arrays))
+        self.blocks = self._blocks(arrays, chunks)
+        self.fixed = [as_float_array(d.name, data[d.name], self.dtype) for d in self.plan.data if N not in d.shape]
+        self.source = compiled.source
+        self.offsets = np.cumsum([0] + [len(loop.accumulators) for loop in self.plan.loops])
+
+    def _align(self, da: Any, data: Mapping[str, Any]) -> tuple[int, list, tuple]:
+        sample = [d for d in self.plan.data if N in d.shape]
+        if not sample:
+            raise GraphcError("Dask inputs need a per-sample input (a data with a None dim)")
+        first = next((data[d.name] for d in sample if is_dask(data[d.name])), None)
+        axis0 = sample[0].shape.index(N)
+        n = int(first.shape[0] if first is not None else np.shape(data[sample[0].name])[axis0])
+        chunks = first.chunks[0]
+        arrays = []
+        for node in sample:
+            value, axis = data[node.name], node.shape.index(N)
+            arr = value if is_dask(value) else da.from_array(np.asarray(value), chunks=-1)
+            if arr.ndim != node.ndim or any(w is not N and w != g for w, g in zip(node.shape, arr.shape)):
+                raise ShapeError(f"input {node.name!r} has shape {arr.shape}; expected {format_shape(node.shape)}")
+            if arr.shape[axis] != n:
+                raise ShapeError(f"input {node.name!r} has {arr.shape[axis]} samples but the others have {n}")
+            if arr.dtype.kind not in "biuf":
+                raise GraphcError(f"input {node.name!r} has dtype {arr.dtype}; expected real numbers")
+            want = tuple(chunks if a == axis else (arr.shape[a],) for a in range(arr.ndim))
+            if arr.chunks != want:
+                if is_dask(value) and arr.chunks[axis] != chunks:
+                    warnings.warn(f"input {node.name!r} is rechunked to match the sample chunks of the first input",
+                                  stacklevel=4)
+                arr = arr.rechunk(want)
+            arrays.append(arr)
+        if n == 0:
+            raise ShapeError("the Dask inputs have 0 samples; graphc needs at least one")
+        return n, arrays, chunks
+
+    def _blocks(self, arrays: list, chunks: tuple) -> list[list]:
+        """The persisted chunks' keys, one row per chunk; their graph holds the data itself."""
+        self.graph = {}
+        for arr in arrays:
+            self.graph.update(dict(arr.__dask_graph__()))
+        sample = [d for d in self.plan.data if N in d.shape]
+        rows = []
+        for j in range(len(chunks)):
+            row = []
+            for node, arr in zip(sample, arrays):
+                key = arr.__dask_keys__()  # nested lists, one level per axis
+                for a in range(arr.ndim):
+                    key = key[j if a == node.shape.index(N) else 0]
+                row.append(key)
+            rows.append(row)
+        return rows
+
+    def _args(self, row: list) -> list:
+        """Chunk keys and whole fixed inputs, in the generated functions' argument order."""
+        sample, fixed = iter(row), iter(self.fixed)
+        return [next(sample) if N in d.shape else next(fixed) for d in self.plan.data]
+
+    def _get(self, graph: dict, key: Any) -> Any:
+        if self.client is not None:
+            return self.client.get(graph, key)
+        from dask.base import get_scheduler
+        from dask.threaded import get
+
+        return (get_scheduler() or get)(graph, key)  # the default client if there is one, else threads
+
+    def evaluate(self, theta: np.ndarray, grad: np.ndarray) -> float:
+        """One task per chunk per pass, a fixed-order reduction, then finish on the client."""
+        acc = np.zeros(int(self.offsets[-1]))
+        for k, loop in enumerate(self.plan.loops):
+            m, graph = len(loop.accumulators), dict(self.graph)
+            snapshot = acc.copy()
+            keys, name = [], f"graphc-{uuid.uuid4().hex}"  # fresh keys: a cluster may still hold old ones
+            for j, row in enumerate(self.blocks):
+                keys.append((name + "-sums", k, j))
+                graph[keys[-1]] = (chunk_sums, self.source, k, m, self.n, theta.copy(), snapshot, self.dtype, *self._args(row))
+            top = _tree_sum(graph, keys, name + "-tree")
+            acc[self.offsets[k]: self.offsets[k + 1]] = self._get(graph, top)
+        return float(self.compiled.module.finish(self.n, *self.fixed, theta, acc, grad))
+
+
+def update_function(optimizer: Any) -> Any:
+    """The optimizer's update as its own compiled function (the client applies it)."""
+    body = [f"    {name} = hyper[{j}]" for j, name in enumerate(optimizer.hyper)]
+    body += ["    for idx in range(grad.shape[0]):"] + [f"        {line}" for line in optimizer.update_lines()]
+    source = _UPDATE.format(formula=optimizer.formula, body="\n".join(body))
+    module, _ = loader.load(source, "graphc_update")
+    return module.update
+
+
+def evaluate(compiled: Any, bindings: Mapping[str, Any], client: Any = None) -> Any:
+    """``f(x=dask_array, ...)``: loss and gradients with the data left where it lives."""
+    from .runtime import Result, pack_params, unpack
+
+    program = DaskProgram(compiled, {d.name: bindings[d.name] for d in compiled.plan.data}, client)
+    theta = pack_params(compiled.plan, bindings, compiled.dtype)
+    grad = np.zeros(compiled.plan.n_grads)
+    loss = program.evaluate(theta, grad)
+    return Result(loss, unpack(compiled.plan, grad, [p.name for p in compiled.plan.wrt]))
+
+
+def fit(compiled: Any, data: Mapping[str, Any], theta: np.ndarray, optimizer: Any, steps: int,
+        log_every: int, client: Any = None) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, float]:
+    """The training loop with Dask data; returns (steps done, theta, state, history, seconds)."""
+    program = DaskProgram(compiled, data, client)
+    update = update_function(optimizer)
+    hyper = np.array(list(optimizer.hyper.values()), dtype=np.float64)
+    state = np.zeros((len(optimizer.slots), compiled.plan.n_grads))
+    history = np.zeros(steps // log_every)
+    grad = np.zeros(compiled.plan.n_grads)
+    start = time.perf_counter()
+    done = steps
+    for step in range(steps):
+        loss = program.evaluate(theta, grad)
+        if step % log_every == log_every - 1:
+            history[step // log_every] = loss
+        if not np.isfinite(loss):
+            done = step
+            break
+        update(theta, grad, hyper, state, step + 1)
+    return done, theta, state, history, time.perf_counter() - start
+
+
+__all__: Sequence[str] = ["fit", "evaluate", "is_dask", "uses_dask"]

@@ -1,0 +1,114 @@
+"""Dask inputs: the same numbers as the single-machine fit, on any scheduler, through faults."""
+
+import os
+import sys
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+INIT = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}
+STEPS, LOG = 120, 20
+
+
+def chunked(sine_data, chunks=250):
+    x, y = sine_data
+    return {"x": da.from_array(x, chunks=chunks), "y": da.from_array(y, chunks=chunks)}
+
+
+@pytest.fixture(scope="module")
+def local_fit(sine_data, cubic):
+    x, y = sine_data
+    return gc.fit(cubic, data={"x": x, "y": y}, init=INIT, optimizer=gc.SGD(lr=1e-6), steps=STEPS, log_every=LOG)
+
+
+def assert_same_run(res, ref, rtol=1e-12):
+    assert [t for t, _ in res.history] == [t for t, _ in ref.history]
+    np.testing.assert_allclose([v for _, v in res.history], [v for _, v in ref.history], rtol=rtol)
+    for k in INIT:
+        assert res.params[k] == pytest.approx(ref.params[k], rel=rtol)
+
+
+def test_evaluate_with_dask_inputs(sine_data, cubic_cpu):
+    local = cubic_cpu(x=sine_data[0], y=sine_data[1], **INIT)
+    remote = cubic_cpu(**chunked(sine_data), **INIT)
+    assert remote.loss == pytest.approx(local.loss, rel=1e-13)
+    for k in INIT:
+        assert remote.grads[k] == pytest.approx(local.grads[k], rel=1e-12)
+
+
+def test_fit_default_scheduler_matches_cpu(sine_data, cubic, local_fit):
+    res = gc.fit(cubic, data=chunked(sine_data), init=INIT, optimizer=gc.SGD(lr=1e-6), steps=STEPS, log_every=LOG)
+    assert_same_run(res, local_fit)
+    again = gc.fit(cubic, data=chunked(sine_data), init=INIT, optimizer=gc.SGD(lr=1e-6), steps=STEPS, log_every=LOG)
+    assert again.history == res.history and again.params == res.params  # same bits every run
+
+
+def test_mean_uses_the_global_sample_count(sine_data):
+    x, y = gc.data("x"), gc.data("y")
+    w = gc.param("w")
+    f = gc.compile(gc.mean((w * x - y) ** 2))
+    local = f(x=sine_data[0], y=sine_data[1], w=0.7)
+    remote = f(**chunked(sine_data, chunks=300), w=0.7)
+    assert remote.loss == pytest.approx(local.loss, rel=1e-13)
+    assert remote.grads["w"] == pytest.approx(local.grads["w"], rel=1e-12)
+
+
+def test_mismatched_chunks_are_rechunked_with_a_warning(sine_data, cubic_cpu):
+    x, y = sine_data
+    with pytest.warns(UserWarning, match="rechunked"):
+        r = cubic_cpu(x=da.from_array(x, chunks=250), y=da.from_array(y, chunks=500), **INIT)
+    assert r.loss == pytest.approx(cubic_cpu(x=x, y=y, **INIT).loss, rel=1e-13)
+
+
+def test_missing_dask_is_a_clear_error(sine_data, cubic_cpu, monkeypatch):
+    data = chunked(sine_data)
+    monkeypatch.setitem(sys.modules, "dask", None)
+    with pytest.raises(gc.GraphcError, match="graphc\\[dask\\]"):
+        cubic_cpu(**data, **INIT)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=40)
+        client = distributed.Client(cluster, set_as_default=False)
+    yield cluster, client
+    client.close()
+    cluster.close()
+
+
+@pytest.mark.slow
+def test_fit_on_a_two_process_cluster_matches_cpu(sine_data, cubic, local_fit, cluster):
+    _, client = cluster
+    res = gc.fit(cubic, data=chunked(sine_data), init=INIT, optimizer=gc.SGD(lr=1e-6), steps=STEPS,
+                 log_every=LOG, client=client)
+    assert_same_run(res, local_fit)
+
+
+@pytest.mark.slow
+def test_killing_a_worker_does_not_change_the_result(sine_data, cubic, local_fit, cluster):
+    _, client = cluster
+    pids = client.run(os.getpid)
+    victim = sorted(pids.values())[0]
+
+    def kill_soon():
+        time.sleep(0.5)
+        os.kill(victim, 9)
+
+    killer = threading.Thread(target=kill_soon)
+    killer.start()
+    res = gc.fit(cubic, data=chunked(sine_data), init=INIT, optimizer=gc.SGD(lr=1e-6), steps=STEPS,
+                 log_every=LOG, client=client)
+    killer.join()
+    assert victim not in client.run(os.getpid).values()  # the worker really died (and was replaced)
+    assert_same_run(res, local_fit)

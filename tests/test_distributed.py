@@ -15,7 +15,7 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 INIT = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}
-STEPS, LOG = 120, 20
+STEPS, LOG = 40, 10
 
 
 def chunked(sine_data, chunks=250):

@@ -54,7 +54,7 @@ class CpuEmitter:
             where = f"theta[{off}]" if not shape else f"theta[{off}:{off + size}] (shape {shape}, row-major)"
             lines.append(f"#   {name} = {where}")
         if self.optimizer is not None:
-            lines.append(f"# optimizer: {self.optimizer!r}")
+            lines.append(f"# optimizer: {getattr(self.optimizer, 'signature', type(self.optimizer).__name__)}")
         return "\n".join(lines)
 
     def preamble(self) -> str:
@@ -164,8 +164,12 @@ class CpuEmitter:
             "            return step",
             "        count += 1",
             f"        # {opt.formula}",
-            f"        for idx in range({plan.n_grads}):",
         ]
-        lines += [f"            {line}" for line in opt.update_lines()]
+        lines += [f"        {line}" for line in getattr(opt, "step_lines", list)()]
+        if hasattr(opt, "solve_lines"):  # second order: one update for all parameters at once
+            lines += [f"        {line}" for line in opt.solve_lines(len(plan.wrt))]
+        else:
+            lines.append(f"        for idx in range({plan.n_grads}):")
+            lines += [f"            {line}" for line in opt.update_lines()]
         lines.append("    return steps")
-        return "\n".join(lines)
+        return "\n\n".join([*getattr(opt, "helpers", list)(), "\n".join(lines)])

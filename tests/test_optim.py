@@ -260,3 +260,13 @@ def test_newton_rejects_tensor_parameters():
     with pytest.raises(gc.GraphcError, match="'W'"):
         gc.fit(loss, data={"xx": np.ones((4, 3)), "y": np.ones(4)}, init={"W": np.zeros(3)},
                optimizer=gc.Newton(), steps=1)
+
+
+def test_newton_on_a_subset_keeps_the_others(loss):
+    nodes = {p.name: p for p in gc.Graph.from_outputs(loss).params}
+    res = gc.fit(loss, data={"x": X, "y": Y}, init=INIT, optimizer=gc.Newton(), steps=3, log_every=1,
+                 wrt=[nodes["c"], nodes["a"]])
+    assert res.params["b"] == INIT["b"] and res.params["d"] == INIT["d"]
+    A = np.stack([X**2, X**0], axis=1)
+    best = np.linalg.lstsq(A, Y - INIT["b"] * X - INIT["d"] * X**3, rcond=None)[0]
+    np.testing.assert_allclose([res.params["c"], res.params["a"]], best, atol=1e-8)

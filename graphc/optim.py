@@ -34,7 +34,8 @@ def _check_schedule(opt: Any) -> None:
     s = opt.schedule
     if s is not None and not isinstance(s, Schedule):
         raise GraphcError(
-            f"{type(opt).__name__}: schedule must be gc.StepLR, gc.ExponentialLR or gc.CosineAnnealingLR, got {s!r}"
+            f"{type(opt).__name__}: schedule must be gc.StepLR, gc.ExponentialLR or "
+            f"gc.CosineAnnealingLR, got {s!r}"
         )
 
 
@@ -183,7 +184,8 @@ class Adam(Optimizer):
         _check(self, ("schedule",))
         _check_schedule(self)
         b = self.betas
-        if not isinstance(b, tuple) or len(b) != 2 or not all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b):
+        ok = isinstance(b, tuple) and len(b) == 2
+        if not ok or not all(isinstance(v, (int, float)) and 0 <= v < 1 for v in b):
             raise GraphcError(f"{type(self).__name__}: betas must be two numbers in [0, 1), got {b!r}")
 
     def own_hyper(self) -> dict[str, float]:
@@ -422,7 +424,8 @@ def hessian_plan(loss: Node, wrt: Sequence[Node] | None) -> HessianPlan:
         for q in wrt[i:]:
             name = f"hess_{spell(p.name)}_{spell(q.name)}"
             if name in names:
-                raise GraphcError(f"Newton: parameter name {name!r} is reserved for Hessian entries; rename it")
+                raise GraphcError(f"Newton: parameter name {name!r} is reserved for Hessian entries; "
+                                  "rename it")
             node = param(name)
             stand_ins.append(node)
             entries[node] = row.get(q)
@@ -451,4 +454,6 @@ def _drop_stand_ins(plan: Plan, wrt: list, labels: dict[str, str]) -> HessianPla
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad, Newton)}
 SCHEDULES = {cls.__name__: cls for cls in (StepLR, ExponentialLR, CosineAnnealingLR)}
 
-__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Newton", "StepLR", "ExponentialLR", "CosineAnnealingLR"]
+__all__ = [
+    "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Newton", "StepLR", "ExponentialLR", "CosineAnnealingLR",
+]

@@ -44,7 +44,7 @@ def plot_history(result: Any, path: Any = None, ax: Any = None) -> Any:
     return _finish(plt, fig, ax, path)
 
 
-def plot_fit(x: Any, y: Any, model: Callable[[np.ndarray], Any] | np.ndarray, params: Mapping[str, Any] | None = None,
+def plot_fit(x: Any, y: Any, model: Callable[..., Any] | np.ndarray, params: Mapping[str, Any] | None = None,
              path: Any = None, ax: Any = None, label: str = "model") -> Any:
     """Data ``(x, y)`` as points and the model as a line, for 1-D inputs.
 
@@ -53,7 +53,8 @@ def plot_fit(x: Any, y: Any, model: Callable[[np.ndarray], Any] | np.ndarray, pa
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.ndim != 1 or y.shape != x.shape:
-        raise GraphcError(f"plot_fit: x and y must be 1-D of the same length, got shapes {x.shape} and {y.shape}")
+        raise GraphcError(f"plot_fit: x and y must be 1-D of the same length, "
+                          f"got shapes {x.shape} and {y.shape}")
     if callable(model):
         pred = model(x, **params) if params is not None else model(x)
     else:

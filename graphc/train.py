@@ -101,7 +101,8 @@ def fit(
     loop = _Loop(compiled, tuple(arrays), pack_params(plan, init, dtype), optimizer, slots, count)
     bar = _progress_bar(progress, steps, (n_samples or 1) * steps)
     stepping = bar is not None or callback is not None or tol is not None
-    chunk = log_every if callback is not None or tol is not None else log_every * max(1, steps // (100 * log_every))
+    every_log = callback is not None or tol is not None
+    chunk = log_every if every_log else log_every * max(1, steps // (100 * log_every))  # ~100 bar updates
     history: list[tuple[int, float]] = []
     stopped, start = None, time.perf_counter()
     try:
@@ -126,7 +127,8 @@ def fit(
 class _Loop:
     """The compiled train function with the arrays it updates in place between calls."""
 
-    def __init__(self, compiled: Compiled, arrays: tuple, theta: np.ndarray, optimizer: Any, slots: np.ndarray, count: int):
+    def __init__(self, compiled: Compiled, arrays: tuple, theta: np.ndarray, optimizer: Any,
+                 slots: np.ndarray, count: int) -> None:
         self.compiled, self.arrays, self.theta, self.optimizer = compiled, arrays, theta, optimizer
         self.slots, self.count, self.start_count = slots, count, count
         self.hyper = np.array(list(optimizer.hyper.values()), dtype=np.float64)
@@ -136,7 +138,8 @@ class _Loop:
         """``n`` steps from global step t0, logging local steps s with s % period == period - 1."""
         history = np.zeros(n // period)
         c = self.compiled
-        done = int(c.run(c.module.train, self.arrays, self.theta, self.hyper, self.slots, self.count, n, period, history))
+        args = (self.arrays, self.theta, self.hyper, self.slots, self.count, n, period, history)
+        done = int(c.run(c.module.train, *args))
         self.count += done
         kept = len(history) if done >= n else (done + 1) // period
         return done, [(t0 + k * period + period - 1, float(v)) for k, v in enumerate(history[:kept])]
@@ -158,7 +161,8 @@ class _Loop:
         theta, slots = self.initial[0].copy(), self.initial[1].copy()
         c, n = self.compiled, max(stop - 1 - self.start_count, 0)
         if n:
-            c.run(c.module.train, self.arrays, theta, self.hyper, slots, self.start_count, n, n + 1, np.zeros(0))
+            args = (self.arrays, theta, self.hyper, slots, self.start_count, n, n + 1, np.zeros(0))
+            c.run(c.module.train, *args)
         return self.params(theta), self.start_count + n
 
 
@@ -214,7 +218,7 @@ def _initial_state(optimizer: Any, n_grads: int, state: Mapping[str, Any] | None
         raise GraphcError(f"fit: state must be a dict like res.state, got {type(state).__name__}")
     unknown = [k for k in state if k != "count" and k not in optimizer.slots]
     if unknown:
-        raise GraphcError(f"fit: state has slot {unknown[0]!r}, which {type(optimizer).__name__} does not use "
+        raise GraphcError(f"fit: state has slot {unknown[0]!r}, unused by {type(optimizer).__name__} "
                           f"(its slots: {list(optimizer.slots) or 'none'})")
     count = state.get("count", 0)
     if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 0:
@@ -231,8 +235,9 @@ def _initial_state(optimizer: Any, n_grads: int, state: Mapping[str, Any] | None
 
 def _check_args(steps: Any, log_every: Any, data: Any, init: Any, callback: Any, tol: Any) -> None:
     for what, value in (("steps", steps), ("log_every", log_every)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < (0 if what == "steps" else 1):
-            raise GraphcError(f"fit: {what} must be an integer >= {0 if what == 'steps' else 1}, got {value!r}")
+        least = 0 if what == "steps" else 1
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
+            raise GraphcError(f"fit: {what} must be an integer >= {least}, got {value!r}")
     if not isinstance(data, Mapping) or not isinstance(init, Mapping):
         raise GraphcError("fit: data and init must be dicts of {name: value}")
     if callback is not None and not callable(callback):
@@ -253,7 +258,7 @@ def _nonfinite(loop: _Loop, result: FitResult) -> NonFiniteLoss:
 
 
 def _short(params: Mapping[str, Any]) -> str:
-    text = ", ".join(f"{k}={v!r}" if not isinstance(v, np.ndarray) else f"{k}=array{v.shape}" for k, v in params.items())
+    text = ", ".join(f"{k}=array{v.shape}" if isinstance(v, np.ndarray) else f"{k}={v!r}" for k, v in params.items())
     return text if len(text) < 300 else text[:297] + "..."
 
 

@@ -22,7 +22,11 @@ from .ops import (  # noqa: E402
     mean, minimum, param, params, relu, reshape, sigmoid, sin, sqrt, stack, sum, tan, tanh,
     transpose, where,
 )
-from .optim import SGD, Adam  # noqa: E402
+from .checkpoint import load  # noqa: E402
+from .optim import (  # noqa: E402
+    SGD, Adagrad, Adam, AdamW, CosineAnnealingLR, ExponentialLR, Newton, RMSprop, StepLR,
+)
+from .plot import plot_fit  # noqa: E402
 from .runtime import Result  # noqa: E402
 from .train import FitResult, fit  # noqa: E402
 
@@ -33,4 +37,9 @@ __all__ = [
     "exp", "fit", "flatten", "function", "log", "matmul", "maximum", "mean", "minimum", "nn",
     "param", "params", "relu", "reshape", "sigmoid", "sin", "sqrt", "stack", "sum", "tan", "tanh",
     "transpose", "where",
+]
+# training (issue #4): more optimizers, schedules, checkpoints, plots
+__all__ += [
+    "Adagrad", "AdamW", "CosineAnnealingLR", "ExponentialLR", "Newton", "RMSprop", "StepLR",
+    "load", "plot_fit",
 ]

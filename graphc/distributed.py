@@ -9,7 +9,6 @@ parameters travel out and one small vector of sums per chunk travels back.
 
 from __future__ import annotations
 
-import time
 import uuid
 import warnings
 from typing import Any, Mapping, Sequence
@@ -20,18 +19,6 @@ from . import loader
 from .errors import GraphcError, ShapeError
 from .graph import N, format_shape
 from .runtime import as_float_array
-
-_UPDATE = '''import math
-
-import numba
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def update(theta, grad, hyper, state, count):
-    """{formula}"""
-{body}
-'''
-
 
 def is_dask(value: Any) -> bool:
     return type(value).__module__.split(".")[0] == "dask" and hasattr(value, "chunks")
@@ -163,15 +150,6 @@ class DaskProgram:
         return float(self.compiled.module.finish(self.n, *self.fixed, theta, acc, grad))
 
 
-def update_function(optimizer: Any) -> Any:
-    """The optimizer's update as its own compiled function (the client applies it)."""
-    body = [f"    {name} = hyper[{j}]" for j, name in enumerate(optimizer.hyper)]
-    body += ["    for idx in range(grad.shape[0]):"] + [f"        {line}" for line in optimizer.update_lines()]
-    source = _UPDATE.format(formula=optimizer.formula, body="\n".join(body))
-    module, _ = loader.load(source, "graphc_update")
-    return module.update
-
-
 def evaluate(compiled: Any, bindings: Mapping[str, Any], client: Any = None) -> Any:
     """``f(x=dask_array, ...)``: loss and gradients with the data left where it lives."""
     from .runtime import Result, pack_params, unpack
@@ -183,26 +161,25 @@ def evaluate(compiled: Any, bindings: Mapping[str, Any], client: Any = None) -> 
     return Result(loss, unpack(compiled.plan, grad, [p.name for p in compiled.plan.wrt]))
 
 
-def fit(compiled: Any, data: Mapping[str, Any], theta: np.ndarray, optimizer: Any, steps: int,
-        log_every: int, client: Any = None) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, float]:
-    """The training loop with Dask data; returns (steps done, theta, state, history, seconds)."""
+def trainer(compiled: Any, data: Mapping[str, Any], client: Any = None) -> tuple[Any, int]:
+    """A drop-in for the compiled ``train`` (same arguments, same semantics) over Dask data;
+    each step maps the chunks, and the generated ``update`` runs here on the client."""
     program = DaskProgram(compiled, data, client)
-    update = update_function(optimizer)
-    hyper = np.array(list(optimizer.hyper.values()), dtype=np.float64)
-    state = np.zeros((len(optimizer.slots), compiled.plan.n_grads))
-    history = np.zeros(steps // log_every)
-    grad = np.zeros(compiled.plan.n_grads)
-    start = time.perf_counter()
-    done = steps
-    for step in range(steps):
-        loss = program.evaluate(theta, grad)
-        if step % log_every == log_every - 1:
-            history[step // log_every] = loss
-        if not np.isfinite(loss):
-            done = step
-            break
-        update(theta, grad, hyper, state, step + 1)
-    return done, theta, state, history, time.perf_counter() - start
+    update, grad = compiled.module.update, np.zeros(compiled.plan.n_grads)
+
+    def train(theta: np.ndarray, hyper: np.ndarray, state: np.ndarray, count: int, steps: int,
+              log_every: int, history: np.ndarray) -> int:
+        for step in range(steps):
+            loss = program.evaluate(theta, grad)
+            if step % log_every == log_every - 1:
+                history[step // log_every] = loss
+            if not np.isfinite(loss):
+                return step
+            count += 1
+            update(theta, grad, hyper, state, count)
+        return steps
+
+    return train, program.n
 
 
-__all__: Sequence[str] = ["fit", "evaluate", "is_dask", "uses_dask"]
+__all__: Sequence[str] = ["trainer", "evaluate", "is_dask", "uses_dask"]

@@ -1,11 +1,16 @@
 """fit(): the whole training loop (every step, the update, the loss history) compiled into
-one Numba function, called once."""
+one Numba function. By default it is called once; in stepping mode (progress bar, callback,
+early stopping) it is called in chunks that end on logged steps, which gives the same
+numbers bit for bit because the chunks carry the optimizer state and step count along."""
 
 from __future__ import annotations
 
+import functools
+import math
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -13,13 +18,21 @@ from . import codegen, distributed
 from .compile import Compiled, Timings, make_plan
 from .errors import BindingError, GraphcError, NonFiniteLoss
 from .graph import Node
-from .optim import SGD
+from .optim import SGD, hessian_plan
 from .runtime import bind_data, check_names, pack_params, unpack
+
+LONG_RUN = 2e8  # steps * samples above which the automatic progress bar shows (about a second)
 
 
 @dataclass
 class FitResult:
-    """``params`` ({name: float | ndarray}), ``history`` ([(step, loss), ...]) and more."""
+    """``params`` ({name: float | ndarray}), ``history`` ([(step, loss), ...]) and more.
+
+    ``state`` holds the optimizer state ({"count": steps done, slot: array}); pass it back
+    as ``fit(..., init=res.params, optimizer=res.optimizer, state=res.state)`` to continue
+    exactly where this run stopped. ``stopped`` says why a run ended early ("tol",
+    "callback", "nonfinite") or is None.
+    """
 
     params: dict[str, Any]
     history: list[tuple[int, float]]
@@ -28,6 +41,8 @@ class FitResult:
     optimizer: Any
     state: dict[str, Any] = field(repr=False, default_factory=dict)
     compiled: Compiled | None = field(repr=False, default=None)
+    dtype: str = "float64"
+    stopped: str | None = None
 
     @property
     def loss(self) -> float | None:
@@ -37,6 +52,18 @@ class FitResult:
     @property
     def source(self) -> str:
         return self.compiled.source if self.compiled else ""
+
+    def save(self, path: Any) -> str:
+        """Write params, optimizer state and history to ``path`` (.npz); see gc.load."""
+        from .checkpoint import save
+
+        return save(self, path)
+
+    def plot_history(self, path: Any = None, ax: Any = None) -> Any:
+        """The loss curve on a log scale (matplotlib); saved to ``path`` if given."""
+        from .plot import plot_history
+
+        return plot_history(self, path, ax)
 
 
 def fit(
@@ -50,58 +77,194 @@ def fit(
     dtype: str = "float64",
     wrt: Sequence[Node] | None = None,
     check_finite: bool = True,
+    state: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
+    callback: Callable[[int, float, dict], Any] | None = None,
+    tol: float | None = None,
     client: Any = None,
 ) -> FitResult:
     """Train the parameters of ``loss`` with ``optimizer`` for ``steps`` steps.
 
     ``history`` holds ``(t, loss_t)`` for each step t with ``t % log_every == log_every - 1``,
-    ``loss_t`` taken before update t. A NaN or infinite loss stops training with a
-    NonFiniteLoss error (``check_finite=False`` returns the partial result instead).
-    Dask arrays in ``data`` train where the chunks live (``client``: a dask.distributed
+    ``loss_t`` taken before update t; t counts from ``state["count"]`` when resuming. A NaN or
+    infinite loss stops training with a NonFiniteLoss error (``check_finite=False`` returns
+    the partial result instead). ``progress`` (tqdm bar; None = only for long runs in a
+    terminal), ``callback(step, loss, params)`` at each log (returning False stops) and
+    ``tol`` (stop once a logged loss is <= tol) run the compiled loop in chunks.
+    Dask arrays in ``data`` train where their chunks live (``client``: a dask.distributed
     Client; default: the current scheduler); see graphc.distributed.
     """
     optimizer = SGD(lr=1e-3) if optimizer is None else optimizer
-    for what, value in (("steps", steps), ("log_every", log_every)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < (0 if what == "steps" else 1):
-            raise GraphcError(f"fit: {what} must be an integer >= {0 if what == 'steps' else 1}, got {value!r}")
-    if not isinstance(data, Mapping) or not isinstance(init, Mapping):
-        raise GraphcError("fit: data and init must be dicts of {name: value}")
+    _check_args(steps, log_every, data, init, callback, tol)
     compiled = _compiled(loss, wrt, target, dtype, optimizer)
     plan = compiled.plan
     check_names(plan, {**data, **init}, [])
     _check_split(plan, data, init)
-    theta = pack_params(plan, init, dtype)
-    if distributed.uses_dask(data):
-        done, theta, state, history, seconds = distributed.fit(compiled, data, theta, optimizer, steps, log_every, client)
+    if distributed.uses_dask(data):  # the chunks stay where they live; the loop runs here
+        train, n_samples = distributed.trainer(compiled, data, client)
     else:
-        arrays, _ = bind_data(plan, data, dtype)
-        hyper = np.array(list(optimizer.hyper.values()), dtype=np.float64)
-        state = np.zeros((len(optimizer.slots), plan.n_grads))
-        history = np.zeros(steps // log_every)
-        start = time.perf_counter()
-        done = compiled.run(compiled.module.train, tuple(arrays), theta, hyper, state, 0, steps, log_every, history)
-        seconds = time.perf_counter() - start
-    kept = len(history) if done >= steps else (done + 1) // log_every  # logged before stopping
-    logged = [(k * log_every + log_every - 1, float(v)) for k, v in enumerate(history[:kept])]
-    names = list(plan.layout)
-    result = FitResult(unpack(plan, theta, names), logged, int(done), seconds, optimizer,
-                       {s: state[j].copy() for j, s in enumerate(optimizer.slots)}, compiled)
-    if done < steps and check_finite:
-        raise _nonfinite(done, result)
+        arrays, n_samples = bind_data(plan, data, dtype)
+        train = functools.partial(compiled.run, compiled.module.train, tuple(arrays))
+    slots, count = _initial_state(optimizer, plan.n_grads, state)
+    loop = _Loop(compiled, train, pack_params(plan, init, dtype), optimizer, slots, count)
+    bar = _progress_bar(progress, steps, (n_samples or 1) * steps)
+    stepping = bar is not None or callback is not None or tol is not None
+    every_log = callback is not None or tol is not None
+    chunk = log_every if every_log else log_every * max(1, steps // (100 * log_every))  # ~100 bar updates
+    history: list[tuple[int, float]] = []
+    stopped, start = None, time.perf_counter()
+    try:
+        for t0, n, period in _chunks(count, steps, log_every, chunk if stepping else None):
+            done, logged = loop.run(t0, n, period)
+            history += logged
+            if bar is not None:
+                bar.update(done)
+                bar.set_postfix(loss=f"{logged[-1][1]:.6g}" if logged else None, refresh=False)
+            stopped = "nonfinite" if done < n else _early_stop(logged, tol, callback, loop)
+            if stopped:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    result = loop.result(history, time.perf_counter() - start, stopped, dtype)
+    if stopped == "nonfinite" and check_finite:
+        raise _nonfinite(loop, result)
     return result
 
 
-def _nonfinite(step: int, result: FitResult) -> NonFiniteLoss:
+class _Loop:
+    """The training function (``train(theta, hyper, state, count, steps, log_every, history)``,
+    the compiled one bound to its data) with the arrays it updates in place between calls."""
+
+    def __init__(self, compiled: Compiled, train: Callable[..., int], theta: np.ndarray, optimizer: Any,
+                 slots: np.ndarray, count: int) -> None:
+        self.compiled, self.train, self.theta, self.optimizer = compiled, train, theta, optimizer
+        self.slots, self.count, self.start_count = slots, count, count
+        self.hyper = np.array(list(optimizer.hyper.values()), dtype=np.float64)
+        self.initial = (theta.copy(), slots.copy())
+
+    def run(self, t0: int, n: int, period: int) -> tuple[int, list[tuple[int, float]]]:
+        """``n`` steps from global step t0, logging local steps s with s % period == period - 1."""
+        history = np.zeros(n // period)
+        done = int(self.train(self.theta, self.hyper, self.slots, self.count, n, period, history))
+        self.count += done
+        kept = len(history) if done >= n else (done + 1) // period
+        return done, [(t0 + k * period + period - 1, float(v)) for k, v in enumerate(history[:kept])]
+
+    def params(self, theta: np.ndarray | None = None) -> dict[str, Any]:
+        plan = self.compiled.plan
+        return unpack(plan, self.theta if theta is None else theta, list(plan.layout))
+
+    def result(self, history: list, seconds: float, stopped: str | None, dtype: str) -> FitResult:
+        state = {"count": self.count, **{s: self.slots[j].copy() for j, s in enumerate(self.optimizer.slots)}}
+        return FitResult(self.params(), history, self.count - self.start_count, seconds, self.optimizer,
+                         state, self.compiled, dtype, stopped)
+
+    def last_finite(self) -> tuple[dict[str, Any], int]:
+        """Parameters of the last step whose loss was finite (replayed from the start if needed)."""
+        stop = self.count
+        if np.all(np.isfinite(self.theta)):
+            return self.params(), stop
+        theta, slots = self.initial[0].copy(), self.initial[1].copy()
+        n = max(stop - 1 - self.start_count, 0)
+        if n:
+            self.train(theta, self.hyper, slots, self.start_count, n, n + 1, np.zeros(0))
+        return self.params(theta), self.start_count + n
+
+
+def _chunks(start: int, steps: int, log_every: int, size: int | None) -> Iterator[tuple[int, int, int]]:
+    """(first global step, length, log period) pieces covering ``steps`` steps from ``start``.
+
+    A piece that starts off the log grid runs to the next logged step with period = its
+    length, so the compiled loop (which logs by local step) logs the right global steps.
+    """
+    t, end = start, start + steps
+    while t < end:
+        head = log_every - t % log_every
+        if head < log_every:
+            n, period = head, head
+        else:
+            n, period = (size or end - t), log_every
+        n = min(n, end - t)
+        yield t, n, period
+        t += n
+
+
+def _early_stop(logged: list, tol: float | None, callback: Callable | None, loop: _Loop) -> str | None:
+    if not logged:
+        return None
+    step, loss = logged[-1]
+    if tol is not None and loss <= tol:
+        return "tol"
+    if callback is not None and callback(step, loss, loop.params()) is False:
+        return "callback"
+    return None
+
+
+def _progress_bar(progress: bool | None, steps: int, work: float) -> Any:
+    if progress is False or steps == 0:
+        return None
+    if progress is None and not (work >= LONG_RUN and getattr(sys.stderr, "isatty", lambda: False)()):
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        if progress:
+            raise GraphcError("fit(progress=True) needs tqdm: pip install 'graphc[progress]'") from None
+        return None
+    return tqdm(total=steps, desc="graphc fit", unit="step", leave=True)
+
+
+def _initial_state(optimizer: Any, n_grads: int, state: Mapping[str, Any] | None) -> tuple[np.ndarray, int]:
+    slots = np.array([[optimizer.initial_state(s) if hasattr(optimizer, "initial_state") else 0.0] * n_grads
+                      for s in optimizer.slots], dtype=np.float64).reshape(len(optimizer.slots), n_grads)
+    if state is None:
+        return slots, 0
+    if not isinstance(state, Mapping):
+        raise GraphcError(f"fit: state must be a dict like res.state, got {type(state).__name__}")
+    unknown = [k for k in state if k != "count" and k not in optimizer.slots]
+    if unknown:
+        raise GraphcError(f"fit: state has slot {unknown[0]!r}, unused by {type(optimizer).__name__} "
+                          f"(its slots: {list(optimizer.slots) or 'none'})")
+    count = state.get("count", 0)
+    if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 0:
+        raise GraphcError(f"fit: state['count'] must be an integer >= 0, got {count!r}")
+    for j, s in enumerate(optimizer.slots):
+        if s not in state:
+            raise GraphcError(f"fit: state lacks slot {s!r} of {type(optimizer).__name__}")
+        value = np.asarray(state[s], dtype=np.float64)
+        if value.shape != (n_grads,):
+            raise GraphcError(f"fit: state[{s!r}] has shape {value.shape}; expected ({n_grads},)")
+        slots[j] = value
+    return slots, int(count)
+
+
+def _check_args(steps: Any, log_every: Any, data: Any, init: Any, callback: Any, tol: Any) -> None:
+    for what, value in (("steps", steps), ("log_every", log_every)):
+        least = 0 if what == "steps" else 1
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
+            raise GraphcError(f"fit: {what} must be an integer >= {least}, got {value!r}")
+    if not isinstance(data, Mapping) or not isinstance(init, Mapping):
+        raise GraphcError("fit: data and init must be dicts of {name: value}")
+    if callback is not None and not callable(callback):
+        raise GraphcError(f"fit: callback must be callable as callback(step, loss, params), got {callback!r}")
+    if tol is not None and (not isinstance(tol, (int, float)) or isinstance(tol, bool) or math.isnan(tol)):
+        raise GraphcError(f"fit: tol must be a number, got {tol!r}")
+
+
+def _nonfinite(loop: _Loop, result: FitResult) -> NonFiniteLoss:
+    params, at = loop.last_finite()
+    result.params = params
     err = NonFiniteLoss(
-        f"the loss became non-finite at step {step}; training stopped there, before that "
-        f"step's update. Parameters then: {_short(result.params)} (also in err.result)"
+        f"the loss became non-finite at step {loop.count}; training stopped there. Last finite "
+        f"parameters (those of step {at}): {_short(params)} (also in err.result)"
     )
     err.result = result
     return err
 
 
 def _short(params: Mapping[str, Any]) -> str:
-    text = ", ".join(f"{k}={v!r}" if not isinstance(v, np.ndarray) else f"{k}=array{v.shape}" for k, v in params.items())
+    text = ", ".join(f"{k}=array{v.shape}" if isinstance(v, np.ndarray) else f"{k}={v!r}" for k, v in params.items())
     return text if len(text) < 300 else text[:297] + "..."
 
 
@@ -119,10 +282,14 @@ def _check_split(plan: Any, data: Mapping[str, Any], init: Mapping[str, Any]) ->
 
 
 def _compiled(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, optimizer: Any) -> Compiled:
-    if not all(hasattr(optimizer, a) for a in ("hyper", "slots", "update_lines")):
+    if not all(hasattr(optimizer, a) for a in ("hyper", "slots", "formula")):
         raise GraphcError(f"optimizer must be a graphc optimizer such as gc.SGD(lr=...), got {optimizer!r}")
     timings = Timings()
-    plan = make_plan(loss, wrt, timings)
+    if getattr(optimizer, "second_order", False):
+        with timings.stage("autodiff"):
+            plan = hessian_plan(loss, wrt)
+    else:
+        plan = make_plan(loss, wrt, timings)
     with timings.stage("codegen"):
         source = codegen.emit(plan, target, codegen.check_dtype(dtype), optimizer)
     return Compiled(plan, source, target, dtype, timings, stem="graphc_fit")

@@ -38,7 +38,7 @@ class CpuEmitter:
         functions = [self.loop_function(k, loop) for k, loop in enumerate(self.plan.loops)]
         functions += [self.finish(), self.evaluate()]
         if self.optimizer is not None:
-            functions.append(self.train())
+            functions += [self.update(), self.train()]
         return "\n\n".join([self.header(), self.preamble(), *functions]) + "\n"
 
     def header(self) -> str:
@@ -54,8 +54,7 @@ class CpuEmitter:
             where = f"theta[{off}]" if not shape else f"theta[{off}:{off + size}] (shape {shape}, row-major)"
             lines.append(f"#   {name} = {where}")
         if self.optimizer is not None:
-            names = ", ".join(self.optimizer.hyper)
-            lines.append(f"# optimizer: {type(self.optimizer).__name__}; hyper = [{names}], passed at run time")
+            lines.append(f"# optimizer: {getattr(self.optimizer, 'signature', type(self.optimizer).__name__)}")
         return "\n".join(lines)
 
     def preamble(self) -> str:
@@ -159,17 +158,31 @@ class CpuEmitter:
         return "\n".join(lines)
 
     # ---- the whole training loop ----
-    def train(self) -> str:
+    def update(self) -> str:
+        """One optimizer step as its own function (the training loop and graphc.distributed call it)."""
         opt, plan = self.optimizer, self.plan
         lines = [
+            self.jit,
+            "def update(theta, grad, hyper, state, count):",
+            f'    """One optimizer step in place (count: the 1-based step number). {opt.formula}"""',
+        ]
+        lines += [f"    {name} = hyper[{j}]" for j, name in enumerate(opt.hyper)]
+        lines += [f"    {line}" for line in getattr(opt, "step_lines", list)()]
+        if hasattr(opt, "solve_lines"):  # second order: one update for all parameters at once
+            lines += [f"    {line}" for line in opt.solve_lines(len(plan.wrt))]
+        else:
+            lines.append(f"    for idx in range({plan.n_grads}):")
+            lines += [f"        {line}" for line in opt.update_lines()]
+        return "\n\n".join([*getattr(opt, "helpers", list)(), "\n".join(lines)])
+
+    def train(self) -> str:
+        plan = self.plan
+        return "\n".join([
             self.jit,
             "def train(data, theta, hyper, state, count, steps, log_every, history):",
             '    """Run `steps` optimizer steps on theta and state in place; returns the steps done."""',
             f"    grad = np.zeros({plan.n_grads})",
             f"    acc = np.zeros({len(plan.accumulators)})",
-        ]
-        lines += [f"    {name} = hyper[{j}]" for j, name in enumerate(opt.hyper)]
-        lines += [
             "    for step in range(steps):",
             "        loss = evaluate(*data, theta, grad, acc)",
             "        if step % log_every == log_every - 1:",
@@ -177,9 +190,6 @@ class CpuEmitter:
             "        if not math.isfinite(loss):",
             "            return step",
             "        count += 1",
-            f"        # {opt.formula}",
-            f"        for idx in range({plan.n_grads}):",
-        ]
-        lines += [f"            {line}" for line in opt.update_lines()]
-        lines.append("    return steps")
-        return "\n".join(lines)
+            "        update(theta, grad, hyper, state, count)",
+            "    return steps",
+        ])

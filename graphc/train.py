@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import codegen
+from . import codegen, cuda_runtime
 from .compile import Compiled, Timings, make_plan
 from .errors import BindingError, GraphcError, NonFiniteLoss
 from .graph import Node
@@ -67,6 +67,8 @@ def fit(
     plan = compiled.plan
     check_names(plan, {**data, **init}, [])
     _check_split(plan, data, init)
+    if target == "cuda":
+        return cuda_runtime.fit(compiled, data, init, optimizer, steps, log_every, check_finite)
     arrays, _ = bind_data(plan, data, dtype)
     theta = pack_params(plan, init, dtype)
     hyper = np.array(list(optimizer.hyper.values()), dtype=np.float64)

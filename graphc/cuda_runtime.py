@@ -1,0 +1,233 @@
+"""CUDA run time: device arrays in, kernels launched, fit's training loop kept on the GPU.
+
+``numba.cuda`` is imported only here and only when target "cuda" is used, so the cpu and
+parallel targets never touch it. Either implementation works: NVIDIA's maintained
+``numba-cuda`` package (``pip install 'graphc[cuda]'``; it takes over the ``numba.cuda``
+name) or the deprecated copy built into Numba. ``NUMBA_ENABLE_CUDASIM=1`` (set before
+Numba is imported) runs the same kernels in Numba's CUDA simulator, without a GPU.
+
+Data stays on the device: numba device arrays and any object with
+``__cuda_array_interface__`` (CuPy, torch CUDA tensors) are used without a copy; host
+arrays are copied once. ``fit`` keeps parameters, optimizer state, the sums and the loss
+history on the device and copies back only the history and the final parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import DTypeError, TargetError
+from .runtime import Result, bind_data, check_names, pack_params, unpack
+
+NO_GPU = (
+    "target 'cuda' needs an NVIDIA GPU that numba.cuda can use, and none was found "
+    "(numba.cuda.is_available() is False: no GPU, no driver, or no CUDA toolkit). "
+    "Use target='parallel' to run on all CPU cores, or set NUMBA_ENABLE_CUDASIM=1 before "
+    "numba is imported to run the CUDA kernels in Numba's (slow) simulator."
+)
+
+
+@dataclass
+class Options:
+    """Launch settings (environment: GRAPHC_CUDA_THREADS, GRAPHC_CUDA_BLOCKS, GRAPHC_CUDA_ONE_BLOCK_N)."""
+
+    threads: int = 128  # threads per block, a power of two; baked into the generated source
+    max_blocks: int | None = None  # grid size cap; None: 8 blocks per multiprocessor
+    one_block_n: int = 32768  # fit runs ALL steps in one single-block launch up to this many samples
+
+
+def _env_int(name: str, default: int | None) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+options = Options(_env_int("GRAPHC_CUDA_THREADS", 128), _env_int("GRAPHC_CUDA_BLOCKS", None),
+                  _env_int("GRAPHC_CUDA_ONE_BLOCK_N", 32768))
+
+
+def require() -> Any:
+    """The ``numba.cuda`` module, or a TargetError saying why the cuda target cannot run."""
+    try:
+        from numba import cuda
+    except ImportError as err:  # numba-cuda without its CUDA bindings, for one
+        raise TargetError(f"target 'cuda': numba.cuda cannot be imported ({err}); "
+                          "pip install 'graphc[cuda]', or use target='parallel'") from err
+    if not cuda.is_available():
+        raise TargetError(NO_GPU)
+    return cuda
+
+
+def simulated() -> bool:
+    from numba import config
+
+    return bool(getattr(config, "ENABLE_CUDASIM", False))
+
+
+# ---- binding ------------------------------------------------------------------------------
+def device_view(cuda: Any, value: Any) -> Any | None:
+    """``value`` as a numba device array without a copy, or None if it lives on the host."""
+    if cuda.devicearray.is_cuda_ndarray(value):
+        return value
+    if hasattr(value, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(value)
+    return None
+
+
+def _shape_proxy(view: Any) -> np.ndarray:
+    """A zero-byte host stand-in with the device array's shape, for runtime's shape checks."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1), shape=tuple(view.shape), strides=(0,) * len(view.shape))
+
+
+def bind_device_data(cuda: Any, plan: Any, given: Mapping[str, Any], dtype: str) -> tuple[list[Any], int]:
+    """Data arrays on the device in plan order (device inputs as they are) and the sample count."""
+    views = {d.name: device_view(cuda, given[d.name]) for d in plan.data}
+    for name, view in views.items():
+        if view is not None and np.dtype(view.dtype) != np.dtype(dtype):
+            raise DTypeError(f"input {name!r} is a device array of {np.dtype(view.dtype)}; target 'cuda' with "
+                             f"dtype={dtype!r} needs {dtype} (convert it on the device, or pass dtype=)")
+    checked = {k: (_shape_proxy(views[k]) if views.get(k) is not None else v) for k, v in given.items()}
+    host, n = bind_data(plan, checked, dtype)  # the same shape checks and messages as cpu
+    return [views[d.name] if views[d.name] is not None else cuda.to_device(h) for d, h in zip(plan.data, host)], n
+
+
+def host_values(cuda: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter values on the host (they are small); device ones are copied back."""
+    out = {}
+    for name, value in given.items():
+        view = device_view(cuda, value)
+        out[name] = view.copy_to_host() if view is not None else value
+    return out
+
+
+# ---- launching ----------------------------------------------------------------------------
+def blocks_for(cuda: Any, n: int | None, threads: int) -> int:
+    cap = options.max_blocks
+    if cap is None:
+        cap = 8 if simulated() else 8 * cuda.get_current_device().MULTIPROCESSOR_COUNT
+    return max(1, min(math.ceil((n or 1) / threads), cap))
+
+
+class Workspace:
+    """The device buffers one launch sequence needs: sums, block partials, tickets, gradient."""
+
+    def __init__(self, cuda: Any, plan: Any, blocks: int) -> None:
+        width = max((len(loop.accumulators) for loop in plan.loops), default=1)
+        self.acc = cuda.to_device(np.zeros(max(1, len(plan.accumulators))))
+        self.part = cuda.to_device(np.zeros((blocks, width)))
+        self.nblocks = cuda.to_device(np.zeros(max(1, len(plan.loops)), dtype=np.int32))
+        self.stopped = cuda.to_device(np.array([-1], dtype=np.int64))
+        self.grad = cuda.to_device(np.zeros(max(1, plan.n_grads)))
+
+
+def _launch(compiled: Any, name: str, grid: int, threads: int, *args: Any) -> None:
+    """Launch a kernel of the generated module; the first launch per signature is timed as 'numba'."""
+    kernel = getattr(compiled.module, name)
+    key = ("cuda", name, tuple(getattr(a, "dtype", type(a)) for a in args))
+    if key in compiled._warm:
+        kernel[grid, threads](*args)
+        return
+    with compiled.timings.stage("numba"):
+        kernel[grid, threads](*args)
+        cuda_sync()
+    compiled._warm.add(key)
+
+
+def cuda_sync() -> None:
+    from numba import cuda
+
+    cuda.synchronize()
+
+
+def _emitter_names(compiled: Any) -> tuple[int, dict[str, str]]:
+    """Threads per block and the kernel names of the generated module (they avoid user names)."""
+    from .codegen.cuda import CudaEmitter
+
+    names = CudaEmitter(compiled.plan, compiled.dtype, threads=options.threads).g
+    return int(getattr(compiled.module, names["THREADS"])), names
+
+
+# ---- evaluation ---------------------------------------------------------------------------
+def evaluate_device(compiled: Any, given: Mapping[str, Any]) -> tuple[Any, Any]:
+    """Loss and gradient at the bound point, as device arrays ``(loss[1], grad[n_grads])``."""
+    cuda = require()
+    plan = compiled.plan
+    check_names(plan, given, compiled.inputs + compiled.params)
+    arrays, n = bind_device_data(cuda, plan, given, compiled.dtype)
+    theta = cuda.to_device(pack_params(plan, host_values(cuda, {k: given[k] for k in plan.layout}), compiled.dtype))
+    threads, names = _emitter_names(compiled)
+    blocks = blocks_for(cuda, n, threads) if plan.loops else 1
+    ws = Workspace(cuda, plan, blocks)
+    loss = cuda.to_device(np.zeros(1))
+    for k in range(len(plan.loops) - 1):
+        _launch(compiled, names[f"pass_{k}"], blocks, threads, *arrays, theta, ws.acc, ws.part, ws.nblocks, ws.stopped)
+    _launch(compiled, "evaluate", blocks, threads, *arrays, theta, ws.acc, ws.part, ws.nblocks, ws.stopped,
+            ws.grad, loss)
+    return loss, ws.grad
+
+
+def evaluate(compiled: Any, given: Mapping[str, Any]) -> Result:
+    """``Compiled.__call__`` for target 'cuda': the loss as a float, gradients as host values."""
+    loss, grad = evaluate_device(compiled, given)
+    host = grad.copy_to_host()[: compiled.plan.n_grads]
+    return Result(float(loss.copy_to_host()[0]), unpack(compiled.plan, host, [p.name for p in compiled.plan.wrt]))
+
+
+# ---- training -----------------------------------------------------------------------------
+def fit(compiled: Any, data: Mapping[str, Any], init: Mapping[str, Any], optimizer: Any, steps: int,
+        log_every: int, check_finite: bool) -> Any:
+    """``gc.fit`` for target 'cuda': data copied once (or not at all), every step on the device."""
+    from .train import FitResult, _nonfinite
+
+    cuda = require()
+    plan = compiled.plan
+    arrays, n = bind_device_data(cuda, plan, data, compiled.dtype)
+    theta = cuda.to_device(pack_params(plan, host_values(cuda, init), compiled.dtype))
+    hyper = cuda.to_device(np.array(list(optimizer.hyper.values()) or [0.0], dtype=np.float64))
+    state = cuda.to_device(np.zeros((max(1, len(optimizer.slots)), max(1, plan.n_grads))))
+    history = cuda.to_device(np.zeros(max(1, steps // log_every)))
+    threads, names = _emitter_names(compiled)
+    one_block = not plan.loops or n <= options.one_block_n
+    blocks = 1 if one_block else blocks_for(cuda, n, threads)
+    ws = Workspace(cuda, plan, blocks)
+    start = time.perf_counter()
+    if one_block:
+        if steps:
+            _launch(compiled, "train", 1, threads, *arrays, theta, ws.acc, ws.stopped, ws.grad, hyper, state,
+                    steps, log_every, history)
+    else:
+        _run_steps(compiled, names, blocks, threads, arrays, theta, ws, hyper, state, steps, log_every, history)
+    stopped = int(ws.stopped.copy_to_host()[0])  # waits for the last kernel
+    seconds = time.perf_counter() - start
+    done = steps if stopped < 0 else stopped
+    logged_all = history.copy_to_host()[: steps // log_every]
+    kept = len(logged_all) if done >= steps else (done + 1) // log_every
+    logged = [(k * log_every + log_every - 1, float(v)) for k, v in enumerate(logged_all[:kept])]
+    state_host = state.copy_to_host()
+    result = FitResult(unpack(plan, theta.copy_to_host(), list(plan.layout)), logged, int(done), seconds, optimizer,
+                       {s: state_host[j, : plan.n_grads].copy() for j, s in enumerate(optimizer.slots)}, compiled)
+    if done < steps and check_finite:
+        raise _nonfinite(done, result)
+    return result
+
+
+def _run_steps(compiled: Any, names: dict, blocks: int, threads: int, arrays: list, theta: Any, ws: Workspace,
+               hyper: Any, state: Any, steps: int, log_every: int, history: Any) -> None:
+    """One launch per pass per step, queued without waiting: the host never reads the device."""
+    passes = len(compiled.plan.loops)
+    common = (*arrays, theta, ws.acc, ws.part, ws.nblocks, ws.stopped)
+    if steps:  # the first step compiles (and is timed as 'numba')
+        for k in range(passes - 1):
+            _launch(compiled, names[f"pass_{k}"], blocks, threads, *common)
+        _launch(compiled, names["train_step"], blocks, threads, *common, ws.grad, hyper, state, 0, log_every, history)
+    configured = [getattr(compiled.module, names[f"pass_{k}"])[blocks, threads] for k in range(passes - 1)]
+    step_kernel = getattr(compiled.module, names["train_step"])[blocks, threads]
+    for step in range(1, steps):
+        for kernel in configured:
+            kernel(*common)
+        step_kernel(*common, ws.grad, hyper, state, step, log_every, history)

@@ -22,8 +22,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import DTypeError, TargetError
-from .runtime import Result, bind_data, check_names, pack_params, unpack
+from .errors import DTypeError, ShapeError, TargetError
+from .graph import N, format_shape
+from .runtime import Result, as_float_array, check_names, pack_params, unpack
 
 NO_GPU = (
     "target 'cuda' needs an NVIDIA GPU that numba.cuda can use, and none was found "
@@ -79,21 +80,32 @@ def device_view(cuda: Any, value: Any) -> Any | None:
     return None
 
 
-def _shape_proxy(view: Any) -> np.ndarray:
-    """A zero-byte host stand-in with the device array's shape, for runtime's shape checks."""
-    return np.lib.stride_tricks.as_strided(np.zeros(1), shape=tuple(view.shape), strides=(0,) * len(view.shape))
-
-
 def bind_device_data(cuda: Any, plan: Any, given: Mapping[str, Any], dtype: str) -> tuple[list[Any], int]:
     """Data arrays on the device in plan order (device inputs as they are) and the sample count."""
-    views = {d.name: device_view(cuda, given[d.name]) for d in plan.data}
-    for name, view in views.items():
+    arrays, n, n_from = [], None, None
+    for node in plan.data:
+        value = given[node.name]
+        view = device_view(cuda, value)
         if view is not None and np.dtype(view.dtype) != np.dtype(dtype):
-            raise DTypeError(f"input {name!r} is a device array of {np.dtype(view.dtype)}; target 'cuda' with "
-                             f"dtype={dtype!r} needs {dtype} (convert it on the device, or pass dtype=)")
-    checked = {k: (_shape_proxy(views[k]) if views.get(k) is not None else v) for k, v in given.items()}
-    host, n = bind_data(plan, checked, dtype)  # the same shape checks and messages as cpu
-    return [views[d.name] if views[d.name] is not None else cuda.to_device(h) for d, h in zip(plan.data, host)], n
+            raise DTypeError(f"input {node.name!r} is a device array of {np.dtype(view.dtype)}; target 'cuda' "
+                             f"with dtype={dtype!r} needs {dtype} (convert it on the device, or pass dtype=)")
+        arr = view if view is not None else as_float_array(node.name, value, dtype)
+        shape = tuple(arr.shape)
+        if len(shape) != node.ndim:
+            raise ShapeError(f"input {node.name!r} has {len(shape)} dim(s) (shape {shape}); "
+                             f"expected {node.ndim}: {format_shape(node.shape)}")
+        for want, got in zip(node.shape, shape):
+            if want is N and n is not None and got != n:
+                raise ShapeError(f"input {node.name!r} has {got} samples but {n_from!r} has {n}; "
+                                 "the sample dim must agree")
+            if want is N:
+                n, n_from = got, node.name
+            elif want != got:
+                raise ShapeError(f"input {node.name!r} has shape {shape}; expected {format_shape(node.shape)}")
+        arrays.append(view if view is not None else cuda.to_device(arr))  # host data: copied once
+    if n == 0:
+        raise ShapeError(f"input {n_from!r} has 0 samples; graphc needs at least one")
+    return arrays, n
 
 
 def host_values(cuda: Any, given: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -137,15 +138,23 @@ class Workspace:
         self.grad = cuda.to_device(np.zeros(max(1, plan.n_grads)))
 
 
+def configured(compiled: Any, name: str, grid: int, threads: int) -> Any:
+    """``kernel[grid, threads]`` of the generated module. Small grids are deliberate here (one
+    block for small data), so Numba's low-occupancy warning for them is not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*Grid size \d+ will likely result in GPU under-utilization")
+        return getattr(compiled.module, name)[grid, threads]
+
+
 def _launch(compiled: Any, name: str, grid: int, threads: int, *args: Any) -> None:
     """Launch a kernel of the generated module; the first launch per signature is timed as 'numba'."""
-    kernel = getattr(compiled.module, name)
+    kernel = configured(compiled, name, grid, threads)
     key = ("cuda", name, tuple(getattr(a, "dtype", type(a)) for a in args))
     if key in compiled._warm:
-        kernel[grid, threads](*args)
+        kernel(*args)
         return
     with compiled.timings.stage("numba"):
-        kernel[grid, threads](*args)
+        kernel(*args)
         cuda_sync()
     compiled._warm.add(key)
 
@@ -237,9 +246,9 @@ def _run_steps(compiled: Any, names: dict, blocks: int, threads: int, arrays: li
         for k in range(passes - 1):
             _launch(compiled, names[f"pass_{k}"], blocks, threads, *common)
         _launch(compiled, names["train_step"], blocks, threads, *common, ws.grad, hyper, state, 0, log_every, history)
-    configured = [getattr(compiled.module, names[f"pass_{k}"])[blocks, threads] for k in range(passes - 1)]
-    step_kernel = getattr(compiled.module, names["train_step"])[blocks, threads]
+    kernels = [configured(compiled, names[f"pass_{k}"], blocks, threads) for k in range(passes - 1)]
+    step_kernel = configured(compiled, names["train_step"], blocks, threads)
     for step in range(1, steps):
-        for kernel in configured:
+        for kernel in kernels:
             kernel(*common)
         step_kernel(*common, ws.grad, hyper, state, step, log_every, history)

@@ -285,3 +285,59 @@ def test_without_gpu_or_simulator_a_clear_error():
     if "HAS-GPU" in out:
         pytest.skip("a real GPU is present")
     assert out.startswith("ERR") and "target='parallel'" in out and "NUMBA_ENABLE_CUDASIM" in out, out
+
+
+PTX_CHECK = """
+import sys, importlib.util, types
+from numba import cuda
+try:  # the compile needs NVVM and NVRTC (numba-cuda[cu12] brings them), not a GPU
+    import numba.cuda.dispatcher as dispatcher
+    dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
+    cuda.compile_ptx(lambda a: None, "void(float64[::1])", cc=(9, 0))
+except Exception as err:
+    print("NO-TOOLKIT", type(err).__name__, str(err)[:200])
+    raise SystemExit
+import graphc as gc
+from graphc import codegen
+from graphc.compile import Timings, make_plan
+
+def kernels(loss, dtype, opt):
+    plan = make_plan(loss, None, Timings())
+    path = f"{sys.argv[1]}/ptx_{abs(hash((id(loss), dtype)))}.py"
+    with open(path, "w") as f:
+        f.write(codegen.emit(plan, "cuda", dtype, opt))
+    spec = importlib.util.spec_from_file_location("ptx_" + str(abs(hash(path))), path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    data = [dtype + "[" + ", ".join([":"] * (d.ndim - 1) + ["::1"]) + "]" for d in plan.data]
+    f1, f2, th = "float64[::1]", "float64[:, ::1]", dtype + "[::1]"
+    common = data + [th, f1, f2, "int32[::1]", "int64[::1]"]
+    sigs = {"evaluate": common + [f1, f1], "train_step": common + [f1, f1, f2, "int64", "int64", f1],
+            "train": data + [th, f1, "int64[::1]", f1, f1, f2, "int64", "int64", f1]}
+    sigs.update({f"pass_{k}": common for k in range(len(plan.loops) - 1)})
+    for name, args in sigs.items():
+        ptx, _ = cuda.compile_ptx(getattr(module, name).py_func, "void(" + ", ".join(args) + ")", cc=(9, 0))
+        assert ".atom.global.add.f" not in ptx and "atom.global.add.f" not in ptx, "float atomics"
+        print("ok", dtype, name)
+
+x, y = gc.data("x"), gc.data("y")
+a, b, c, d = gc.params("a b c d")
+kernels(gc.sum((a + b * x + c * x**2 + d * x**3 - y) ** 2), "float32", gc.Adam(lr=1e-3))
+kernels(gc.log(gc.sum(gc.exp(a * x))) + gc.sum((b * x - y) ** 2), "float64", gc.SGD(lr=1e-3, momentum=0.9))
+l1, l2 = gc.nn.Linear(1, 8, name="l1"), gc.nn.Linear(8, 1, name="l2")
+kernels(gc.nn.mse_loss(gc.flatten(l2(gc.tanh(l1(x[:, None])))), y, reduction="sum"), "float64", gc.SGD(lr=1e-3))
+print("PTX-OK")
+"""
+
+
+def test_kernels_lower_to_ptx_for_a_real_gpu(tmp_path):
+    """The simulator runs the kernels as Python; this compiles them with NVVM for sm_90, which
+    catches CUDA typing and lowering errors without a GPU (skipped without NVVM and NVRTC)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["GRAPHC_CACHE_DIR"] = str(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", PTX_CHECK, str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    if proc.stdout.startswith("NO-TOOLKIT"):
+        pytest.skip("no NVVM/NVRTC to compile with: " + proc.stdout.strip())
+    assert "PTX-OK" in proc.stdout, proc.stdout + proc.stderr

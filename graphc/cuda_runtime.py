@@ -76,7 +76,7 @@ def device_view(cuda: Any, value: Any) -> Any | None:
     """``value`` as a numba device array without a copy, or None if it lives on the host."""
     if cuda.devicearray.is_cuda_ndarray(value):
         return value
-    if hasattr(value, "__cuda_array_interface__"):
+    if hasattr(value, "__cuda_array_interface__") and hasattr(cuda, "as_cuda_array"):  # not in the simulator
         return cuda.as_cuda_array(value)
     return None
 

@@ -227,6 +227,24 @@ def test_device_arrays_are_used_without_copy(monkeypatch):
     assert res.steps == 2
 
 
+def test_cuda_array_interface_objects_are_used_without_copy(monkeypatch):
+    """CuPy arrays and torch CUDA tensors come in through __cuda_array_interface__ (GPU only)."""
+    from numba import cuda
+
+    if cuda_runtime.simulated():
+        pytest.skip("the simulator has no __cuda_array_interface__")
+
+    class Foreign:  # what CuPy or torch hands over: only the interface
+        def __init__(self, array):
+            self.__cuda_array_interface__ = array.__cuda_array_interface__
+
+    loss, data, init, _ = cubic()
+    on_device = {k: cuda.to_device(v) for k, v in data.items()}
+    foreign = {k: Foreign(v) for k, v in on_device.items()}
+    monkeypatch.setattr(cuda, "to_device", _refuse_data_copy(cuda.to_device, len(data["x"])))
+    assert_close(gc.compile(loss, target="cuda")(**foreign, **init).loss, gc.compile(loss)(**data, **init).loss)
+
+
 def _refuse_data_copy(to_device, n):
     def guarded(arr, *args, **kwargs):
         assert np.shape(arr) != (n,), "a data array was copied to the device again"

@@ -170,20 +170,24 @@ def main(argv=None) -> int:
                "numba_cuda": getattr(cuda, "implementation", "?"), "simulator": cuda_runtime.simulated(),
                "device": _device_name(cuda), "quick": args.quick}
     t0 = time.perf_counter()
-    results["tutorial"] = tutorial(sizes["tut_n"], sizes["tut_steps"], sizes["repeat"])
-    _report("tutorial", results["tutorial"])
-    results["big_step"] = big_step(cuda, sizes["big_n"], sizes["big_steps"], sizes["repeat"], sizes["shapes"])
-    _report("big_step", results["big_step"])
-    if cuda_runtime.simulated():
-        results["torch"] = {"skipped": "simulator"}
-    else:
-        results["torch"] = torch_eager(sizes["big_n"], sizes["tut_n"], sizes["tut_steps"], sizes["repeat"])
-    _report("torch", results["torch"])
-    results["seconds"] = time.perf_counter() - t0
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
-    return 0
+    sections = {
+        "tutorial": lambda: tutorial(sizes["tut_n"], sizes["tut_steps"], sizes["repeat"]),
+        "big_step": lambda: big_step(cuda, sizes["big_n"], sizes["big_steps"], sizes["repeat"], sizes["shapes"]),
+        "torch": lambda: {"skipped": "simulator"} if cuda_runtime.simulated() else
+        torch_eager(sizes["big_n"], sizes["tut_n"], sizes["tut_steps"], sizes["repeat"]),
+    }
+    failed = False
+    for name, run in sections.items():
+        try:  # one failing section still leaves the others' figures
+            results[name] = run()
+        except Exception as err:  # noqa: BLE001
+            failed, results[name] = True, {"error": f"{type(err).__name__}: {err}"}
+        _report(name, results[name])
+        results["seconds"] = time.perf_counter() - t0
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=2)
+    return 1 if failed else 0
 
 
 def _device_name(cuda) -> str:

@@ -66,9 +66,10 @@ def require() -> Any:
 
 
 def simulated() -> bool:
+    """True when numba.cuda is Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1 at import)."""
     from numba import config
 
-    return bool(getattr(config, "ENABLE_CUDASIM", False))
+    return bool(getattr(config, "ENABLE_CUDASIM", False)) or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
 # ---- binding ------------------------------------------------------------------------------

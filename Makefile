@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast test-cuda bench fuzz clean
+.PHONY: demo test test-cuda bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not cuda"
+	$(MAKE) --no-print-directory test-cuda
+
+# CUDA kernels in Numba's simulator: its own process, the variable set before numba loads
+test-cuda: $(STAMP)
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -m cuda
 
 bench: $(STAMP)
 	$(BIN)/python -m graphc bench

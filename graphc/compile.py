@@ -10,7 +10,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import autodiff, codegen, distributed, loader, schedule
+from . import autodiff, codegen, cuda_runtime, distributed, loader, schedule
 from .errors import GraphcError, TargetError
 from .graph import Graph, Node, format_shape
 from .runtime import Result, bind_data, check_names, merge, pack_params, unpack
@@ -89,6 +89,8 @@ class Compiled:
 
     def __init__(self, plan: Plan, source: str, target: str, dtype: str, timings: Timings, stem: str = "graphc") -> None:
         self.plan, self.source, self.target, self.dtype, self.timings = plan, source, target, dtype, timings
+        if target == "cuda":
+            cuda_runtime.require()  # a clear TargetError before any numba.cuda error
         with timings.stage("load"):
             self.module, cached = loader.load(source, stem)
         timings["cache"] = "hit" if cached else "miss"
@@ -115,6 +117,8 @@ class Compiled:
 
     def __call__(self, bindings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Result:
         given = merge(bindings, kwargs)
+        if self.target == "cuda":
+            return cuda_runtime.evaluate(self, given)
         if distributed.uses_dask(given):  # the data stays where its chunks live
             check_names(self.plan, given, self.inputs + self.params)
             return distributed.evaluate(self, given)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import codegen, distributed
+from . import codegen, cuda_runtime, distributed
 from .compile import Compiled, Timings, make_plan
 from .errors import BindingError, GraphcError, NonFiniteLoss
 from .graph import Node
@@ -100,7 +100,9 @@ def fit(
     plan = compiled.plan
     check_names(plan, {**data, **init}, [])
     _check_split(plan, data, init)
-    if distributed.uses_dask(data):  # the chunks stay where they live; the loop runs here
+    if target == "cuda":  # data copied to the device once; every step runs there
+        train, n_samples = cuda_runtime.trainer(compiled, data)
+    elif distributed.uses_dask(data):  # the chunks stay where they live; the loop runs here
         train, n_samples = distributed.trainer(compiled, data, client)
     else:
         arrays, n_samples = bind_data(plan, data, dtype)

@@ -19,11 +19,10 @@ DTYPES = ("float64", "float32")
 def emit(plan: Plan, target: str = "cpu", dtype: str = "float64", optimizer: object | None = None) -> str:
     """The generated module for ``plan`` on ``target`` (with a training loop if ``optimizer``)."""
     from .cpu import CpuEmitter
+    from .cuda import CudaEmitter
     from .parallel import ParallelEmitter
 
-    emitters = {"cpu": CpuEmitter, "parallel": ParallelEmitter}
-    if target == "cuda":
-        raise TargetError("target 'cuda' is not available in this version; use 'parallel'")
+    emitters = {"cpu": CpuEmitter, "parallel": ParallelEmitter, "cuda": CudaEmitter}
     if target not in emitters:
         raise TargetError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     body = emitters[target](plan, dtype, optimizer).module()

@@ -120,7 +120,8 @@ def _numpy_mlp(x: np.ndarray, y: np.ndarray, init: dict, steps: int, lr: float) 
         r = (h @ W2.T + b2)[:, 0] - y
         g = 2.0 * r
         gpre = (g[:, None] * W2) * (1.0 - h * h)
-        W1, b1, W2, b2 = W1 - lr * (gpre.T @ xx), b1 - lr * gpre.sum(0), W2 - lr * (g @ h)[None, :], b2 - lr * g.sum()
+        W1, b1 = W1 - lr * (gpre.T @ xx), b1 - lr * gpre.sum(0)
+        W2, b2 = W2 - lr * (g @ h)[None, :], b2 - lr * g.sum()
     return {"l1.weight": W1, "l1.bias": b1, "l2.weight": W2, "l2.bias": b2}
 
 
@@ -235,7 +236,11 @@ def _torch_loss(torch: Any, w: Workload, x: Any, y: Any) -> Callable:
     if w.kind == "poly":
         return lambda p: ((p["a"] + p["b"] * x + p["c"] * x**2 + p["d"] * x**3 - y) ** 2).sum()
     xx = torch.stack([x, x**2, x**3], dim=-1)
-    return lambda p: ((torch.tanh(xx @ p["l1.weight"].T + p["l1.bias"]) @ p["l2.weight"].T + p["l2.bias"])[:, 0] - y).pow(2).sum()
+    def loss(p: dict) -> Any:
+        h = torch.tanh(xx @ p["l1.weight"].T + p["l1.bias"])
+        return ((h @ p["l2.weight"].T + p["l2.bias"])[:, 0] - y).pow(2).sum()
+
+    return loss
 
 
 def torch_runner(compiled: bool) -> Callable[[Workload, dict, dict], Runner]:
@@ -300,7 +305,8 @@ def pytensor_runner(w: Workload, data: dict, init: dict) -> Runner:
     import pytensor.tensor as pt
 
     x, y = pt.constant(data["x"]), pt.constant(data["y"])
-    shared = {k: pytensor.shared(np.array(v, dtype=np.float64), name=k.replace(".", "_")) for k, v in init.items()}
+    shared = {k: pytensor.shared(np.array(v, dtype=np.float64), name=k.replace(".", "_"))
+              for k, v in init.items()}
     p = shared
     if w.kind == "poly":
         loss = pt.sum((p["a"] + p["b"] * x + p["c"] * x**2 + p["d"] * x**3 - y) ** 2)
@@ -317,7 +323,8 @@ def pytensor_runner(w: Workload, data: dict, init: dict) -> Runner:
             shared[k].set_value(np.array(v, dtype=np.float64))
         for _ in range(w.steps):
             step()
-        return {k: float(v.get_value()) if np.ndim(v.get_value()) == 0 else v.get_value() for k, v in shared.items()}
+        values = {k: v.get_value() for k, v in shared.items()}
+        return {k: float(v) if np.ndim(v) == 0 else v for k, v in values.items()}
 
     step()  # compile
     return run
@@ -530,7 +537,8 @@ def summary(report: dict, suite: list[Workload], repeats: int) -> dict[str, Any]
     out: dict[str, Any] = {}
     cpu, njit = _row(report, suite[0].name, "graphc cpu"), _row(report, suite[0].name, "njit (hand-written)")
     if cpu and njit:
-        out["cpu_vs_njit"] = {"workload": suite[0].name, "ratio": cpu["step_s"] / njit["step_s"], "target": 1.3}
+        ratio = cpu["step_s"] / njit["step_s"]
+        out["cpu_vs_njit"] = {"workload": suite[0].name, "ratio": ratio, "target": 1.3}
     big = max((w for w in suite if w.kind == "poly"), key=lambda w: w.n, default=None)
     par = _row(report, big.name, "graphc parallel") if big else None
     if par:
@@ -560,14 +568,16 @@ def markdown(report: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores (numba threads {m['numba_threads']}); {versions}.",
              f"Median of {report['repeats']} repeats{' (--quick)' if report['quick'] else ''}; "
-             f"ratios from the same run; final parameters checked against eager numpy (rtol {report['rtol']:g}).",
+             "ratios from the same run; final parameters checked against eager numpy "
+             f"(rtol {report['rtol']:g}).",
              ""]
     for w in report["workloads"]:
         rows = [r for r in report["results"] if r["workload"] == w["name"]]
         ref = _row(report, w["name"], REFERENCE)
         njit = _row(report, w["name"], "njit (hand-written)")
         lines += [f"### {w['label']}", "",
-                  "| competitor | time / step | vs numpy | vs njit | compile (cold) | compile (warm) | max rel err |",
+                  "| competitor | time / step | vs numpy | vs njit | compile (cold) | compile (warm) "
+                  "| max rel err |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             if not r["ok"] and r["max_rel_err"] is None:
@@ -631,7 +641,8 @@ def chart(report: dict, path: Path) -> Path | None:
 
 # ---- command line -----------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="small sizes and 2 repeats: a CI check in under a minute")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes and 2 repeats: a CI check in about a minute")
     p.add_argument("--out", default="bench-results", metavar="DIR",
                    help="where results.md, results.json and the chart go (default: bench-results)")
     p.add_argument("--chart", default=None, metavar="PNG", help="chart path (default: DIR/benchmarks.png)")
@@ -640,7 +651,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--competitor", action="append", metavar="NAME",
                    help="run only this competitor (repeatable; eager numpy always runs as the reference)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per entry (default 5, quick 2)")
-    p.add_argument("--no-warm", action="store_true", help="skip the warm-compile measurement in a new process")
+    p.add_argument("--no-warm", action="store_true",
+                   help="skip the warm-compile measurement in a new process")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -244,24 +244,25 @@ def _torch_loss(torch: Any, w: Workload, x: Any, y: Any) -> Callable:
 
 
 def torch_runner(compiled: bool) -> Callable[[Workload, dict, dict], Runner]:
+    """The tutorial's autograd loop (backward, then the update under no_grad); with
+    ``compiled`` the loss goes through torch.compile (AOTAutograd compiles its backward)."""
+
     def make(w: Workload, data: dict, init: dict) -> Runner:
         import torch
 
         x, y = (torch.tensor(data[k], dtype=torch.float64) for k in ("x", "y"))
         loss_fn = _torch_loss(torch, w, x, y)
-
-        def step(params: dict) -> dict:
-            loss = loss_fn(params)
-            grads = torch.autograd.grad(loss, list(params.values()))
-            return {k: (v - w.lr * g).detach().requires_grad_() for (k, v), g in zip(params.items(), grads)}
-
-        step_fn = torch.compile(step) if compiled else step
+        loss_fn = torch.compile(loss_fn) if compiled else loss_fn
 
         def run(steps: int = w.steps) -> dict:
             params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in init.items()}
             for _ in range(steps):
-                params = step_fn(params)
-            return {k: v.detach().numpy() if v.ndim else float(v) for k, v in params.items()}
+                loss_fn(params).backward()
+                with torch.no_grad():
+                    for p in params.values():
+                        p -= w.lr * p.grad
+                        p.grad = None
+            return {k: v.detach().numpy().copy() if v.ndim else v.item() for k, v in params.items()}
 
         run(2)  # trace / compile
         return run
@@ -486,7 +487,7 @@ def run_suite(quick: bool = False, only: list[str] | None = None, competitors: l
     comps = [c for c in comps if installed(c.module)]
     repeats = repeats or (2 if quick else 5)
     import graphc  # noqa: F401 - import time is not compile time
-    tasks = [(w, c) for w in suite for c in comps if w.kind in c.kinds]
+    tasks = [(w, c) for w in suite for c in _entries(w, comps, suite, quick)]
     rows: list[Row] = []
     bar = _progress(len(tasks) + 1, progress)
     with tempfile.TemporaryDirectory(prefix="graphc-bench-") as cache:
@@ -496,7 +497,7 @@ def run_suite(quick: bool = False, only: list[str] | None = None, competitors: l
             for w in suite:
                 data, init = problem(w)
                 ref = None
-                for c in [c for c in comps if w.kind in c.kinds]:
+                for c in _entries(w, comps, suite, quick):
                     bar.set_description(f"{w.name}: {c.name}")
                     try:
                         row, params = measure(w, c, data, init, repeats)
@@ -523,6 +524,12 @@ def run_suite(quick: bool = False, only: list[str] | None = None, competitors: l
               "skipped": skipped, "results": [asdict(r) for r in rows]}
     report["summary"] = summary(report, suite, repeats)
     return report
+
+
+def _entries(w: Workload, comps: list[Competitor], suite: list[Workload], quick: bool) -> list[Competitor]:
+    """Who runs on ``w``. With --quick the optional competitors run on the first workload
+    only: their compile times (torch.compile: tens of seconds) would blow the CI budget."""
+    return [c for c in comps if w.kind in c.kinds and not (quick and c.module and w is not suite[0])]
 
 
 def _row(report: dict, workload: str, competitor: str) -> dict | None:

@@ -414,13 +414,13 @@ def stream_bandwidth(n: int, repeats: int) -> float:
 
 
 _WARM = """
-import json, sys, time
+import json, time
 import numba
 import graphc
 from graphc import bench
 numba.njit(lambda v: v + 1)(1)  # Numba's one-time start-up is not any one graph's cost
 out = {}
-for name, target in (("graphc cpu", "cpu"), ("graphc parallel", "parallel")):
+for name, target in TARGETS:
     for w in bench.workloads(QUICK):
         if w.name in ONLY:
             data, init = bench.problem(w)
@@ -431,10 +431,13 @@ print(json.dumps(out))
 """
 
 
-def warm_compile_times(cache: str, quick: bool, only: list[str]) -> dict[str, float]:
+def warm_compile_times(cache: str, quick: bool, only: list[str], names: list[str]) -> dict[str, float]:
     """Compile times in a fresh process whose cache already holds the generated code."""
+    targets = [(name, name.split()[1]) for name in names if name.startswith("graphc ")]
+    if not targets:
+        return {}
     env = dict(os.environ, GRAPHC_CACHE_DIR=cache)
-    code = _WARM.replace("QUICK", repr(quick)).replace("ONLY", repr(only))
+    code = _WARM.replace("QUICK", repr(quick)).replace("ONLY", repr(only)).replace("TARGETS", repr(targets))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         return {}
@@ -509,7 +512,8 @@ def run_suite(quick: bool = False, only: list[str] | None = None, competitors: l
                     rows.append(row)
                     bar.update()
             bar.set_description("warm compile (new process)")
-            times = warm_compile_times(cache, quick, [w.name for w in suite]) if warm else {}
+            names = [c.name for c in comps]
+            times = warm_compile_times(cache, quick, [w.name for w in suite], names) if warm else {}
             bar.update()
         finally:
             if old is None:

@@ -17,7 +17,7 @@ import sympy as sp
 from sympy.core.parameters import distribute
 
 from .errors import GraphcError
-from .graph import Graph, N, spell
+from .graph import Graph, spell
 from .ops import fixed_indices
 from .schedule import N_SYMBOL, Plan
 

@@ -587,8 +587,8 @@ def markdown(report: dict) -> str:
         ref = _row(report, w["name"], REFERENCE)
         njit = _row(report, w["name"], "njit (hand-written)")
         lines += [f"### {w['label']}", "",
-                  "| competitor | time / step | vs numpy | vs njit | compile (cold) | compile (warm) "
-                  "| max rel err |",
+                  "| competitor | time / step | speedup vs numpy | time / njit time | compile (cold) "
+                  "| compile (warm) | max rel err |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             if not r["ok"] and r["max_rel_err"] is None:

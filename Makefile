@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-cuda bench clean
+.PHONY: demo test test-cuda bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test-cuda: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m graphc bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m graphc bench --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

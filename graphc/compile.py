@@ -10,7 +10,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import autodiff, codegen, cuda_runtime, distributed, loader, schedule
+from . import autodiff, codegen, cuda_runtime, distributed, explain, loader, schedule
 from .errors import GraphcError, TargetError
 from .graph import Graph, Node, format_shape
 from .runtime import Result, bind_data, check_names, merge, pack_params, unpack
@@ -56,8 +56,7 @@ def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings) -> Plan:
         return cached
     with timings.stage("autodiff"):
         grads = autodiff.gradients(loss, wrt)
-    with timings.stage("schedule"):
-        plan = schedule.fuse(loss, wrt, grads, graph.params, graph.data)
+    plan = schedule.fuse(loss, wrt, grads, graph.params, graph.data, timings)  # times schedule and cse
     for name in plan.zero_grads:
         warnings.warn(f"the loss does not depend on parameter {name!r}; its gradient is zero", stacklevel=3)
     _PLANS[loss][key] = plan
@@ -108,6 +107,32 @@ class Compiled:
     @property
     def inputs(self) -> list[str]:
         return [d.name for d in self.plan.data]
+
+    # ---- inspection (graphc/explain.py) ----
+    @property
+    def gradients(self) -> dict[str, Any]:
+        """d(loss)/d(p) per parameter as SymPy, for one sample when the loss sums over samples."""
+        return explain.gradients(self.plan)
+
+    def latex(self) -> str:
+        """The loss and its gradients as LaTeX (an ``aligned`` block)."""
+        return explain.latex(self.plan)
+
+    @property
+    def graph(self) -> str:
+        """The loss graph, one line per node."""
+        return explain.graph_text(self.plan)
+
+    @property
+    def stats(self) -> explain.Stats:
+        """Ops per sample before and after CSE, bytes read per sample, roofline step time."""
+        return explain.stats(self.plan, self.dtype)
+
+    def export(self, path: str, optimizer: Any = None) -> str:
+        """Write a standalone .py (numpy + numba only) that reproduces this computation."""
+        optimizer = optimizer if optimizer is not None else getattr(self, "optimizer", None)
+        has_train = hasattr(self.module, "train")
+        return str(explain.export(self.source, self.plan, self.dtype, path, optimizer, has_train))
 
     def bind(self, bindings: Mapping[str, Any] | None = None, **kwargs: Any) -> tuple[list[np.ndarray], np.ndarray]:
         given = merge(bindings, kwargs)

@@ -97,6 +97,12 @@ def main() -> None:
         print(t, value)
     p = res.params
     print(f"Result: y = {p['a']} + {p['b']} x + {p['c']} x^2 + {p['d']} x^3")
+    f = res.compiled
+    print("\nthe gradients SymPy derived, for one sample (f.gradients):")
+    for name, expr in f.gradients.items():
+        print(f"  d(loss)/d({name}) = {expr}")
+    print("\nwork per sample in the fused loop (f.stats):")
+    print("  " + str(f.stats).replace("\n", "\n  "))
     print("\n---- generated code (target=cpu): print(res.source) ----\n")
     print(res.source)
 

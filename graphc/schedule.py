@@ -11,6 +11,7 @@ the polynomial fit this is ONE loop computing the loss and all four gradients.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -292,35 +293,41 @@ def _index_map(in_shape: tuple, key: tuple) -> Callable[[tuple], tuple]:
 
 
 # ---- the stage entry point ----------------------------------------------------------------
-def fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params: Sequence[Node], data: Sequence[Node]) -> Plan:
-    """Lower loss and gradients, group accumulators into loops, CSE each loop."""
+def fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params: Sequence[Node],
+         data: Sequence[Node], timings: Any = None) -> Plan:
+    """Lower loss and gradients, group accumulators into loops, CSE each loop.
+    ``timings`` (compile.Timings), if given, gets the seconds of 'schedule' and 'cse'."""
+    stage = timings.stage if timings is not None else lambda name: contextlib.nullcontext()
     with distribute(False):  # keep 2*(r) a product, so r stays shared with the loss
-        return _fuse(loss, wrt, grads, params, data)
+        return _fuse(loss, wrt, grads, params, data, stage)
 
 
-def _fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params: Sequence[Node], data: Sequence[Node]) -> Plan:
-    low = Lowering()
-    outputs = [low(loss)[()]]
-    zero = []
-    for p in wrt:
-        g = grads[p]
-        if g is None:
-            zero.append(p.name)
-        elems = low(g) if g is not None else {}
-        outputs += [elems.get(idx, sp.Integer(0)) for idx in fixed_indices(p.shape)]
-    frozen = [p for p in params if all(p is not q for q in wrt)]
-    layout, offset = {}, 0
-    for p in list(wrt) + frozen:
-        layout[p.name] = (offset, tuple(p.shape))
-        offset += math.prod(p.shape)
-    param_symbols = {s: layout[node.name][0] + _flat(idx, node.shape) for s, (node, idx) in low.param_symbols.items()}
-    nloops = max((ph for _, ph in low.accumulators), default=-1) + 1
-    loops = [Loop([a for a, ph in low.accumulators if ph == k]) for k in range(nloops)]
-    outputs = _name_accumulators(loops, outputs, loss, wrt)
-    temps = sp.numbered_symbols("t", real=True)
-    for loop in loops:
-        _cse_loop(loop, set(low.loads), temps)
-    finish, outputs = _cse(outputs, temps)
+def _fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params: Sequence[Node],
+          data: Sequence[Node], stage: Callable[[str], Any]) -> Plan:
+    with stage("schedule"):  # lowering and fusing
+        low = Lowering()
+        outputs = [low(loss)[()]]
+        zero = []
+        for p in wrt:
+            g = grads[p]
+            if g is None:
+                zero.append(p.name)
+            elems = low(g) if g is not None else {}
+            outputs += [elems.get(idx, sp.Integer(0)) for idx in fixed_indices(p.shape)]
+        frozen = [p for p in params if all(p is not q for q in wrt)]
+        layout, offset = {}, 0
+        for p in list(wrt) + frozen:
+            layout[p.name] = (offset, tuple(p.shape))
+            offset += math.prod(p.shape)
+        param_symbols = {s: layout[node.name][0] + _flat(idx, node.shape) for s, (node, idx) in low.param_symbols.items()}
+        nloops = max((ph for _, ph in low.accumulators), default=-1) + 1
+        loops = [Loop([a for a, ph in low.accumulators if ph == k]) for k in range(nloops)]
+        outputs = _name_accumulators(loops, outputs, loss, wrt)
+    with stage("cse"):
+        temps = sp.numbered_symbols("t", real=True)
+        for loop in loops:
+            _cse_loop(loop, set(low.loads), temps)
+        finish, outputs = _cse(outputs, temps)
     return Plan(loss, list(wrt), frozen, list(data), layout, param_symbols, low.loads,
                 low.fixed_loads, loops, finish, outputs, zero, low.terms)
 

@@ -294,7 +294,9 @@ def _compiled(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, o
         plan = make_plan(loss, wrt, timings)
     with timings.stage("codegen"):
         source = codegen.emit(plan, target, codegen.check_dtype(dtype), optimizer)
-    return Compiled(plan, source, target, dtype, timings, stem="graphc_fit")
+    compiled = Compiled(plan, source, target, dtype, timings, stem="graphc_fit")
+    compiled.optimizer = optimizer  # export() writes the training loop with it
+    return compiled
 
 
 __all__ = ["fit", "FitResult"]

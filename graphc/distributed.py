@@ -48,18 +48,12 @@ def chunk_sums(source: str, k: int, m: int, n: int, theta: np.ndarray, acc: np.n
     return out
 
 
-def _tree_sum(graph: dict, keys: list, name: str) -> Any:
-    """Pairwise sum in a fixed order: the result does not depend on which task ends first."""
-    level = 0
-    while len(keys) > 1:
-        paired = []
-        for j in range(0, len(keys) - 1, 2):
-            key = (name, level, j)
-            graph[key] = (np.add, keys[j], keys[j + 1])
-            paired.append(key)
-        keys = paired + ([keys[-1]] if len(keys) % 2 else [])
-        level += 1
-    return keys[0]
+def pairwise_sum(parts: list[np.ndarray]) -> np.ndarray:
+    """Sum in a fixed pairwise tree: the bits do not depend on which chunk finished first."""
+    while len(parts) > 1:
+        paired = [parts[j] + parts[j + 1] for j in range(0, len(parts) - 1, 2)]
+        parts = paired + ([parts[-1]] if len(parts) % 2 else [])
+    return parts[0]
 
 
 class DaskProgram:
@@ -136,17 +130,18 @@ class DaskProgram:
         return (get_scheduler() or get)(graph, key)  # the default client if there is one, else threads
 
     def evaluate(self, theta: np.ndarray, grad: np.ndarray) -> float:
-        """One task per chunk per pass, a fixed-order reduction, then finish on the client."""
+        """One task per chunk per pass, a fixed-order sum, then finish, here on the client."""
         acc = np.zeros(int(self.offsets[-1]))
         for k, loop in enumerate(self.plan.loops):
             m, graph = len(loop.accumulators), dict(self.graph)
             snapshot = acc.copy()
-            keys, name = [], f"graphc-{uuid.uuid4().hex}"  # fresh keys: a cluster may still hold old ones
+            keys, name = [], f"graphc-sums-{uuid.uuid4().hex}"  # fresh keys: a cluster may still hold old ones
             for j, row in enumerate(self.blocks):
-                keys.append((name + "-sums", k, j))
+                keys.append((name, k, j))
                 graph[keys[-1]] = (chunk_sums, self.source, k, m, self.n, theta.copy(), snapshot, self.dtype, *self._args(row))
-            top = _tree_sum(graph, keys, name + "-tree")
-            acc[self.offsets[k]: self.offsets[k + 1]] = self._get(graph, top)
+            # one round trip; the few small vectors are added here (a tree of tasks would cost
+            # a scheduler round trip per level)
+            acc[self.offsets[k]: self.offsets[k + 1]] = pairwise_sum(list(self._get(graph, keys)))
         return float(self.compiled.module.finish(self.n, *self.fixed, theta, acc, grad))
 
 

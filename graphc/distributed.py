@@ -65,6 +65,11 @@ class DaskProgram:
         self.dtype = compiled.dtype
         self.n, arrays, chunks = self._align(da, data)
         arrays = list(client.persist(arrays) if client is not None else dask.persist(*arrays))
+        if client is not None:  # persist returns at once; the chunks are made before step 0
+            from distributed import futures_of, wait
+
+            with client.as_current():
+                wait(futures_of(arrays))
         self.blocks = self._blocks(arrays, chunks)
         self.fixed = [as_float_array(d.name, data[d.name], self.dtype) for d in self.plan.data if N not in d.shape]
         self.source = compiled.source

@@ -97,27 +97,34 @@ class CpuEmitter:
         return f"{indent}n = {spell(first.name)}.shape[{first.shape.index(N)}]"
 
     # ---- one pass over the samples ----
-    def loop_function(self, k: int, loop: Loop) -> str:
-        used = set().union(*(e.free_symbols for _, e in loop.invariants + loop.body), *(s.free_symbols for s in loop.sums))
-        m = len(loop.accumulators)
-        lines = [
+    sample_range = "range(lo, hi)"  # the samples one call of sums_k visits
+
+    def loop_signature(self, k: int, m: int) -> list[str]:
+        return [
             self.jit,
             f"def sums_{k}(lo, hi, n, {self.args}, theta, acc, out):",
             f'    """Pass {k} over samples lo..hi-1 of n: writes its {m} sum(s) to out[0:{m}]."""',
         ]
+
+    def out_slot(self, j: int) -> str:
+        return f"out[{j}]"
+
+    def loop_function(self, k: int, loop: Loop) -> str:
+        used = set().union(*(e.free_symbols for _, e in loop.invariants + loop.body), *(s.free_symbols for s in loop.sums))
+        lines = self.loop_signature(k, len(loop.accumulators))
         lines += self.loads(used, "    ")
         if loop.invariants:
             lines.append("    # loop-invariant terms")
             lines += self.assign(loop.invariants, "    ")
         lines += [f"    {a.symbol} = 0.0" for a in loop.accumulators]
-        lines.append("    for i in range(lo, hi):")
+        lines.append(f"    for i in {self.sample_range}:")
         lines += self.loads(used, "        ", sample="i")
         if loop.body:
             lines.append("        # shared by the loss and its gradients (sympy.cse)")
             lines += self.assign(loop.body, "        ")
         for acc, summand in zip(loop.accumulators, loop.sums):
             lines.append(f"        {acc.symbol} += {self.expr(summand)}  # {acc.comment}")
-        lines += [f"    out[{j}] = {a.symbol}" for j, a in enumerate(loop.accumulators)]
+        lines += [f"    {self.out_slot(j)} = {a.symbol}" for j, a in enumerate(loop.accumulators)]
         return "\n".join(lines)
 
     def run_loop(self, k: int, loop: Loop) -> list[str]:

@@ -154,29 +154,18 @@ class CudaEmitter(CpuEmitter):
         return f"    out = cuda.shared.array(({width}, {self.g['THREADS']}), numba.float64)"
 
     # ---- one pass: this thread's share of the samples ----
-    def loop_function(self, k: int, loop: Loop) -> str:
-        used = set().union(*(e.free_symbols for _, e in loop.invariants + loop.body), *(s.free_symbols for s in loop.sums))
-        m = len(loop.accumulators)
-        lines = [
+    sample_range = "range(cuda.grid(1), n, cuda.gridsize(1))"  # grid-stride
+
+    def loop_signature(self, k: int, m: int) -> list[str]:
+        return [
             self.jit,
             f"def sums_{k}({self.data_args('theta', 'acc', 'out')}):",
             f'    """Pass {k}: this thread\'s samples (grid-stride) summed into out[0:{m}, thread]."""',
             self.n_line("    "),
         ]
-        lines += self.loads(used, "    ")
-        if loop.invariants:
-            lines.append("    # loop-invariant terms")
-            lines += self.assign(loop.invariants, "    ")
-        lines += [f"    {a.symbol} = 0.0" for a in loop.accumulators]
-        lines.append("    for i in range(cuda.grid(1), n, cuda.gridsize(1)):")
-        lines += self.loads(used, "        ", sample="i")
-        if loop.body:
-            lines.append("        # shared by the loss and its gradients (sympy.cse)")
-            lines += self.assign(loop.body, "        ")
-        for acc, summand in zip(loop.accumulators, loop.sums):
-            lines.append(f"        {acc.symbol} += {self.expr(summand)}  # {acc.comment}")
-        lines += [f"    out[{j}, cuda.threadIdx.x] = {a.symbol}" for j, a in enumerate(loop.accumulators)]
-        return "\n".join(lines)
+
+    def out_slot(self, j: int) -> str:
+        return f"out[{j}, cuda.threadIdx.x]"
 
     def run_pass(self, k: int) -> tuple[str, str]:
         """Pass k over the whole grid: the sums line, and the combine call (True in one block)."""

@@ -11,7 +11,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from . import autodiff, codegen, cuda_runtime, distributed, explain, loader, schedule
-from .errors import GraphcError, TargetError
+from .errors import GraphcError
 from .graph import Graph, Node, format_shape
 from .runtime import Result, bind_data, check_names, merge, pack_params, unpack
 from .schedule import Plan

@@ -21,7 +21,7 @@ import sympy as sp
 from sympy.core.parameters import distribute
 
 from .errors import UnsupportedError
-from .graph import N, Node, format_shape, sample_axis, spell, toposort
+from .graph import N, Node, format_shape, spell, toposort
 from .ops import Elementwise, expression_string, fixed_indices
 
 Elems = dict  # fixed index tuple -> sympy expression

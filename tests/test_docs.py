@@ -3,7 +3,6 @@
 The blocks of one page run in order in one namespace, as a reader would type them.
 """
 
-import os
 import re
 from pathlib import Path
 

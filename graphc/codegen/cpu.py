@@ -10,7 +10,7 @@ import sympy as sp
 from .. import __version__
 from ..graph import N, spell
 from ..ops import expression_string
-from ..schedule import N_SYMBOL, Loop, Plan
+from ..schedule import Loop, Plan
 from .printer import printer
 
 # reassoc lets LLVM vectorize the sums; unlike fastmath=True it keeps NaN/Inf semantics

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..errors import UnsupportedError
 from ..graph import spell
-from ..schedule import N_SYMBOL, Loop
+from ..schedule import N_SYMBOL
 from .cpu import CpuEmitter
 
 SHARED_BYTES = 48 * 1024  # static shared memory per block that every CUDA GPU provides

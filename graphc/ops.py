@@ -49,13 +49,22 @@ class Elementwise:
 
     @cached_property
     def partials(self) -> tuple[sp.Expr | None, ...]:
-        """d(op)/d(arg k) as SymPy expressions in ``self.args`` (None: no gradient)."""
-        if self.out_dtype == "bool":
-            return (None,) * self.nargs
-        if self.derivative is None:
-            return tuple(
-                None if k in self.nondiff else sp.diff(self.expr, a) for k, a in enumerate(self.args)
-            )
+        """d(op)/d(arg k) for every k, as SymPy expressions in ``self.args`` (None: no gradient)."""
+        return tuple(self.partial(k) for k in range(self.nargs))
+
+    def partial(self, k: int) -> sp.Expr | None:
+        """d(op)/d(arg k); sympy.diff runs only for the arguments that need a gradient."""
+        if self.out_dtype == "bool" or k in self.nondiff:
+            return None
+        if self.derivative is not None:
+            return self._given[k]
+        cache = self.__dict__.setdefault("_partial", {})
+        if k not in cache:
+            cache[k] = sp.diff(self.expr, self.args[k])
+        return cache[k]
+
+    @cached_property
+    def _given(self) -> tuple[sp.Expr, ...]:
         given = self.derivative(*self.args)
         given = given if isinstance(given, (tuple, list)) else (given,)
         if len(given) != self.nargs:
@@ -454,7 +463,7 @@ def unindex(g: Node, key: tuple, shape: tuple) -> Node:
 def derivative_node(node: Node, k: int) -> Node | None:
     """d(node)/d(input k) as an elementwise node over node's inputs (None: zero)."""
     op: Elementwise = node.attr("fn")
-    d = op.partials[k]
+    d = op.partial(k)
     if d is None or d == 0:
         return None
     if not d.free_symbols:

@@ -105,3 +105,18 @@ def test_maximum_splits_ties_like_torch():
     a, b = gc.params("a b")
     r = gc.compile(gc.maximum(a, b))(a=1.0, b=1.0)
     assert r.grads == {"a": 0.5, "b": 0.5}
+
+
+def test_a_given_derivative_is_the_one_used_even_if_wrong():
+    """Like autograd.Function.backward: graphc trusts derivative= over SymPy."""
+    x = gc.data("x")
+    a = gc.param("a")
+    honest = gc.function("P3", lambda z: (5 * z**3 - 3 * z) / 2)
+    liar = gc.function("P3", lambda z: (5 * z**3 - 3 * z) / 2, derivative=lambda z: 7 + 0 * z)
+    xs = np.array([0.5, -1.0, 2.0])
+    r_honest = gc.compile(gc.sum(honest(a * x)))(x=xs, a=0.3)
+    r_liar = gc.compile(gc.sum(liar(a * x)))(x=xs, a=0.3)
+    assert r_liar.loss == r_honest.loss
+    assert r_liar.grads["a"] == pytest.approx(7 * xs.sum())
+    z = 0.3 * xs
+    assert r_honest.grads["a"] == pytest.approx(np.sum(1.5 * (5 * z**2 - 1) * xs))

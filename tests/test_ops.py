@@ -116,7 +116,7 @@ def test_a_given_derivative_is_the_one_used_even_if_wrong():
     xs = np.array([0.5, -1.0, 2.0])
     r_honest = gc.compile(gc.sum(honest(a * x)))(x=xs, a=0.3)
     r_liar = gc.compile(gc.sum(liar(a * x)))(x=xs, a=0.3)
-    assert r_liar.loss == r_honest.loss
+    assert r_liar.loss == pytest.approx(r_honest.loss, rel=1e-13)  # CSE may group the sum differently
     assert r_liar.grads["a"] == pytest.approx(7 * xs.sum())
     z = 0.3 * xs
     assert r_honest.grads["a"] == pytest.approx(np.sum(1.5 * (5 * z**2 - 1) * xs))

@@ -251,6 +251,20 @@ class Lowering:
         return {idx: ins[idx[pos]][idx[:pos] + idx[pos + 1 :]] for idx in fixed_indices(node.shape)}
 
 
+    def _concatenate(self, node: Node, ins: list[Elems]) -> Elems:
+        axis = node.attr("axis")
+        pos = sum(1 for a in range(axis) if node.shape[a] is not N)
+        owner = [(k, j) for k, x in enumerate(node.inputs) for j in range(x.shape[axis])]
+        out = {}
+        for idx in fixed_indices(node.shape):
+            k, j = owner[idx[pos]]
+            out[idx] = ins[k][idx[:pos] + (j,) + idx[pos + 1 :]]
+        return out
+
+    def _stop_gradient(self, node: Node, ins: list[Elems]) -> Elems:
+        return dict(ins[0])
+
+
 def _number(v: Any) -> sp.Expr:
     v = float(v)
     return sp.Integer(int(v)) if v.is_integer() and abs(v) < 2**53 else sp.Float(v)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -104,3 +107,26 @@ def test_batch_errors(problem):
         run(problem, batch_size=4, epochs=2, steps=5)
     with pytest.raises(gc.UnsupportedError, match="cpu and parallel"):
         run(problem, batch_size=4, target="cuda")
+
+
+# ---- the examples, at small sizes ---------------------------------------------------
+def example(name):
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mlp_sine_example_fits():
+    mlp_sine = example("mlp_sine")
+
+    _, final = mlp_sine.main(n=2000, width=8, epochs=40, batch_size=100, lr=0.02, verbose=False)
+    assert final < 3e-3  # mean squared error on all samples (sin's variance is 0.5)
+
+
+def test_spirals_example_classifies():
+    spirals = example("spirals")
+
+    _, accuracy = spirals.main(n=600, width=16, epochs=150, batch_size=64, lr=0.03, verbose=False)
+    assert accuracy > 0.85

@@ -18,9 +18,9 @@ from .errors import (  # noqa: E402
 )
 from .graph import Graph, N, Node  # noqa: E402
 from .ops import (  # noqa: E402
-    abs, broadcast_to, constant, cos, data, einsum, exp, flatten, function, log, matmul, maximum,
-    mean, minimum, param, params, relu, reshape, sigmoid, sin, sqrt, stack, sum, tan, tanh,
-    transpose, where,
+    abs, broadcast_to, concatenate, constant, cos, data, einsum, exp, flatten, function, gelu, log,
+    matmul, maximum, mean, minimum, param, params, relu, reshape, sigmoid, sin, softplus, sqrt,
+    stack, stop_gradient, sum, tan, tanh, transpose, where,
 )
 from .checkpoint import load  # noqa: E402
 from .optim import (  # noqa: E402
@@ -43,3 +43,5 @@ __all__ += [
     "Adagrad", "AdamW", "CosineAnnealingLR", "ExponentialLR", "Newton", "RMSprop", "StepLR",
     "load", "plot_fit",
 ]
+# tensor programs (issue #3): more ops for layers and losses
+__all__ += ["concatenate", "gelu", "softplus", "stop_gradient"]

@@ -119,12 +119,24 @@ def _stack(g: Node, node: Node, mask: list[bool]) -> list[Node | None]:
     return [ops.index(g, pick(k)) if m else None for k, m in enumerate(mask)]
 
 
+def _concatenate(g: Node, node: Node, mask: list[bool]) -> list[Node | None]:
+    axis, out, start = node.attr("axis"), [], 0
+    for inp, m in zip(node.inputs, mask):
+        size = inp.shape[axis]
+        key = tuple([slice(None)] * axis + [slice(start, start + size)])
+        out.append(ops.index(g, key) if m else None)
+        start += size
+    return out
+
+
 ADJOINTS: dict[str, Rule] = {
     "elementwise": _elementwise,
     "sum": _sum,
     "mean": _mean,
     "einsum": _einsum,
     "stack": _stack,
+    "concatenate": _concatenate,
+    "stop_gradient": lambda g, node, mask: [None],
     "broadcast_to": lambda g, node, mask: [unbroadcast(g, node.inputs[0].shape)],
     "reshape": lambda g, node, mask: [ops.reshape(g, node.inputs[0].shape)],
     "transpose": lambda g, node, mask: [

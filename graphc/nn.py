@@ -1,4 +1,6 @@
-"""Layers and losses built from graph ops only (micrograd's nn.py is the model)."""
+"""Layers, activations and losses built from graph ops only (micrograd's nn.py is the model).
+
+Every loss takes ``reduction="sum" | "mean"``; see docs/nn.md."""
 
 from __future__ import annotations
 
@@ -34,8 +36,9 @@ class Linear:
     def parameters(self) -> list[Node]:
         return [self.weight] + ([self.bias] if self.bias is not None else [])
 
-    def init(self, seed: int | None = 0) -> dict[str, np.ndarray]:
-        """torch's default initialisation: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias."""
+    def init(self, seed: Any = 0) -> dict[str, np.ndarray]:
+        """torch's default initialisation: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
+        ``seed``: an int, None, or a ``np.random.Generator`` to draw from."""
         rng = np.random.default_rng(seed)
         bound = 1.0 / math.sqrt(self.in_features)
         values = {self.weight.name: rng.uniform(-bound, bound, (self.out_features, self.in_features))}
@@ -57,10 +60,174 @@ def _reduce(e: Node, reduction: str, fn: str) -> Node:
 
 def mse_loss(pred: Any, target: Any, reduction: str = "mean") -> Node:
     """Squared error, summed or averaged over all elements (torch.nn.MSELoss)."""
-    pred, target = ops.as_node(pred, "mse_loss"), ops.as_node(target, "mse_loss")
+    pred, target = _pair(pred, target, "mse_loss")
+    return _reduce((pred - target) ** 2, reduction, "mse_loss")
+
+
+def l1_loss(pred: Any, target: Any, reduction: str = "mean") -> Node:
+    """Absolute error, summed or averaged over all elements (torch.nn.L1Loss)."""
+    pred, target = _pair(pred, target, "l1_loss")
+    return _reduce(ops.abs(pred - target), reduction, "l1_loss")
+
+
+def huber_loss(pred: Any, target: Any, reduction: str = "mean", delta: float = 1.0) -> Node:
+    """``0.5 d**2`` where ``|d| < delta``, else ``delta (|d| - delta/2)`` (torch.nn.HuberLoss)."""
+    pred, target = _pair(pred, target, "huber_loss")
+    if not isinstance(delta, (int, float)) or isinstance(delta, bool) or not delta > 0:
+        raise GraphcError(f"huber_loss: delta must be a positive number, got {delta!r}")
+    d = pred - target
+    a = ops.abs(d)
+    return _reduce(ops.where(a < delta, 0.5 * d**2, delta * (a - 0.5 * delta)), reduction, "huber_loss")
+
+
+def binary_cross_entropy_with_logits(logits: Any, target: Any, reduction: str = "mean") -> Node:
+    """``softplus(z) - z t``: log(1 + exp(z)) never overflows (torch.nn.BCEWithLogitsLoss)."""
+    logits, target = _pair(logits, target, "binary_cross_entropy_with_logits")
+    return _reduce(ops.softplus(logits) - logits * target, reduction, "binary_cross_entropy_with_logits")
+
+
+def logsumexp(z: Any, axis: int = -1) -> Node:
+    """``log(sum(exp(z), axis))``, stable: the max over ``axis`` is subtracted first.
+
+    The max is held constant for differentiation (``gc.stop_gradient``): exact, because the
+    derivative of logsumexp does not depend on the shift.
+    """
+    z = ops.as_node(z, "logsumexp")
+    if z.ndim == 0:
+        raise GraphcError("logsumexp: needs at least one axis")
+    axis %= z.ndim
+    size = z.shape[axis]
+    if not isinstance(size, int):
+        raise GraphcError(f"logsumexp: axis {axis} of {z.label()} is the sample dim; reduce a fixed axis")
+    pick = lambda k: ops.index(z, (slice(None),) * axis + (k,))  # noqa: E731
+    m = pick(0)
+    for k in range(1, size):
+        m = ops.maximum(m, pick(k))
+    m = ops.stop_gradient(m)
+    kept = ops.index(m, (slice(None),) * axis + (None,))
+    return m + ops.log(ops.sum(ops.exp(z - kept), axis=axis))
+
+
+def log_softmax(z: Any, axis: int = -1) -> Node:
+    """``z - logsumexp(z)`` along ``axis``."""
+    z = ops.as_node(z, "log_softmax")
+    axis %= max(z.ndim, 1)
+    return z - ops.index(logsumexp(z, axis), (slice(None),) * axis + (None,))
+
+
+def cross_entropy(logits: Any, target: Any, reduction: str = "mean") -> Node:
+    """Cross-entropy of class ``logits`` (N, C) against ``target`` (N, C): one-hot rows or
+    class probabilities (torch.nn.CrossEntropyLoss with probability targets; build one-hot
+    rows from labels with ``gc.nn.one_hot``). ``mean`` averages over samples, ``sum`` adds."""
+    logits, target = _pair(logits, target, "cross_entropy")
+    if logits.ndim < 1:
+        raise GraphcError("cross_entropy: logits need a class axis (the last one)")
+    per_sample = -ops.sum(target * log_softmax(logits, -1), axis=-1)
+    return _reduce(per_sample, reduction, "cross_entropy")
+
+
+def one_hot(labels: Any, num_classes: int | None = None) -> np.ndarray:
+    """Class indices (N,) -> float one-hot rows (N, C), the target ``cross_entropy`` takes."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "iub" or (labels.size and labels.min() < 0):
+        raise GraphcError(f"one_hot: labels must be a 1-D array of class indices >= 0, got {labels.dtype} {labels.shape}")
+    c = int(labels.max()) + 1 if num_classes is None else int(num_classes)
+    if labels.size and labels.max() >= c:
+        raise GraphcError(f"one_hot: label {int(labels.max())} is out of range for {c} classes")
+    out = np.zeros((labels.size, c))
+    out[np.arange(labels.size), labels] = 1.0
+    return out
+
+
+def _pair(pred: Any, target: Any, fn: str) -> tuple[Node, Node]:
+    pred, target = ops.as_node(pred, fn), ops.as_node(target, fn)
     if pred.shape != target.shape:
         raise GraphcError(
-            f"mse_loss: prediction {pred.label()} has shape {pred.shape} but target {target.label()} "
+            f"{fn}: prediction {pred.label()} has shape {pred.shape} but target {target.label()} "
             f"has {target.shape}; make them equal (gc.flatten?)"
         )
-    return _reduce((pred - target) ** 2, reduction, "mse_loss")
+    return pred, target
+
+
+# ---- activations: functions, and layer objects for Sequential -------------------------
+tanh, relu, sigmoid, gelu, softplus = ops.tanh, ops.relu, ops.sigmoid, ops.gelu, ops.softplus
+
+
+class _Activation:
+    fn: Any = None
+
+    def __call__(self, x: Any) -> Node:
+        return type(self).fn(x)
+
+    def parameters(self) -> list[Node]:
+        return []
+
+    def init(self, seed: Any = 0) -> dict[str, np.ndarray]:
+        return {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Tanh(_Activation):
+    fn = ops.tanh
+
+
+class ReLU(_Activation):
+    fn = ops.relu
+
+
+class Sigmoid(_Activation):
+    fn = ops.sigmoid
+
+
+class GELU(_Activation):
+    """The exact (erf) form, torch's default."""
+    fn = ops.gelu
+
+
+class Softplus(_Activation):
+    fn = ops.softplus
+
+
+class Sequential:
+    """Layers applied in order: ``Sequential(Linear(3, 32), Tanh(), Linear(32, 1))``.
+
+    Any callable is a layer; those with ``parameters()`` / ``init(seed)`` contribute them.
+    """
+
+    def __init__(self, *layers: Any) -> None:
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for k, layer in enumerate(layers):
+            if not callable(layer):
+                raise GraphcError(f"Sequential: layer {k} ({layer!r}) is not callable")
+        self.layers = list(layers)
+
+    def __call__(self, x: Any) -> Node:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def __getitem__(self, k: int) -> Any:
+        return self.layers[k]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def parameters(self) -> list[Node]:
+        return [p for layer in self.layers for p in getattr(layer, "parameters", list)()]
+
+    def init(self, seed: int | None = 0) -> dict[str, np.ndarray]:
+        """Initial values of every layer's parameters (for ``fit(init=...)``), drawn from one
+        generator seeded with ``seed``, layer after layer."""
+        rng = np.random.default_rng(seed)
+        values: dict[str, np.ndarray] = {}
+        for layer in self.layers:
+            if hasattr(layer, "init"):
+                values.update(layer.init(rng))
+        return values
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"  {layer!r}" for layer in self.layers)
+        return f"Sequential(\n{inner}\n)"

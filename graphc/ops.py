@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import sympy as sp
+from sympy.codegen.cfunctions import log1p
 
 from .errors import DTypeError, GraphcError, ShapeError, UnsupportedError
 from .graph import N, Node, check_name, format_shape, sample_axis
@@ -104,6 +105,15 @@ def _sigmoid_derivative(z: sp.Expr) -> sp.Expr:
     return _sigmoid(z) * (1 - _sigmoid(z))
 
 
+def _gelu(z: sp.Expr) -> sp.Expr:
+    return z * (1 + sp.erf(z / sp.sqrt(2))) / 2  # torch's default (erf) form, not the tanh one
+
+
+def _softplus(z: sp.Expr) -> sp.Expr:
+    # log(1 + exp(z)) written so that exp never overflows: max(z, 0) + log1p(exp(-|z|))
+    return sp.Max(z, 0) + log1p(sp.exp(-sp.Abs(z)))
+
+
 ELEMENTWISE: dict[str, Elementwise] = {
     op.name: op
     for op in [
@@ -122,6 +132,8 @@ ELEMENTWISE: dict[str, Elementwise] = {
         Elementwise("tanh", sp.tanh),
         Elementwise("sigmoid", _sigmoid, derivative=_sigmoid_derivative),
         Elementwise("relu", lambda z: sp.Max(z, 0), derivative=_relu_derivative, kinks=(0.0,)),
+        Elementwise("gelu", _gelu),
+        Elementwise("softplus", _softplus, derivative=_sigmoid),
         Elementwise("abs", sp.Abs, kinks=(0.0,)),
         Elementwise("maximum", sp.Max, nargs=2, kinks=(0.0,)),
         Elementwise("minimum", sp.Min, nargs=2, kinks=(0.0,)),
@@ -279,6 +291,7 @@ def _builder(name: str) -> Callable[..., Any]:
 
 sin, cos, tan, exp, log, sqrt = map(_builder, ("sin", "cos", "tan", "exp", "log", "sqrt"))
 tanh, sigmoid, relu, maximum, minimum = map(_builder, ("tanh", "sigmoid", "relu", "maximum", "minimum"))
+gelu, softplus = map(_builder, ("gelu", "softplus"))
 abs = _builder("abs")  # noqa: A001 - gc.abs mirrors np.abs
 
 
@@ -419,6 +432,38 @@ def stack(items: Sequence[Any], axis: int = -1) -> Node:
         raise ShapeError(f"stack: axis {axis} out of range")
     axis %= len(shape) + 1
     return Node("stack", tuple(nodes), (("axis", axis),), shape[:axis] + (len(nodes),) + shape[axis:])
+
+
+def concatenate(items: Sequence[Any], axis: int = -1) -> Node:
+    """Join expressions along an existing fixed axis (numpy semantics; not the sample axis)."""
+    nodes = [as_node(x, "concatenate") for x in items]
+    if not nodes:
+        raise ShapeError("concatenate: needs at least one expression")
+    ndim = nodes[0].ndim
+    if ndim == 0 or any(n.ndim != ndim for n in nodes):
+        raise ShapeError("concatenate: expressions must have the same number of dims, at least 1: "
+                         + ", ".join(f"{n.label()} {format_shape(n.shape)}" for n in nodes))
+    if not -ndim <= axis < ndim:
+        raise ShapeError(f"concatenate: axis {axis} out of range for {ndim}-D expressions")
+    axis %= ndim
+    for n in nodes:
+        rest = n.shape[:axis] + n.shape[axis + 1:]
+        if rest != nodes[0].shape[:axis] + nodes[0].shape[axis + 1:]:
+            raise ShapeError(f"concatenate: {n.label()} {format_shape(n.shape)} does not match "
+                             f"{nodes[0].label()} {format_shape(nodes[0].shape)} off axis {axis}")
+        if n.shape[axis] is N:
+            raise UnsupportedError(f"concatenate: cannot join along the sample dim of {n.label()}")
+    if len(nodes) == 1:
+        return nodes[0]
+    size = builtins.sum(n.shape[axis] for n in nodes)
+    shape = nodes[0].shape[:axis] + (size,) + nodes[0].shape[axis + 1:]
+    return Node("concatenate", tuple(nodes), (("axis", axis),), shape)
+
+
+def stop_gradient(e: Any) -> Node:
+    """``e`` in the forward pass, a constant for differentiation (``jax.lax.stop_gradient``)."""
+    e = as_node(e, "stop_gradient")
+    return Node("stop_gradient", (e,), (), e.shape, e.dtype)
 
 
 def einsum(subscripts: str, *operands: Any) -> Node:
@@ -594,6 +639,6 @@ def fixed_indices(shape: tuple) -> list[tuple[int, ...]]:
 __all__ = [
     "ELEMENTWISE", "Elementwise", "function", "data", "param", "params", "constant", "as_node",
     "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "maximum",
-    "minimum", "where", "sum", "mean", "stack", "flatten", "reshape", "transpose", "index",
+    "minimum", "gelu", "softplus", "where", "sum", "concatenate", "stop_gradient", "mean", "stack", "flatten", "reshape", "transpose", "index",
     "einsum", "matmul", "broadcast_to", "sample_axis",
 ]

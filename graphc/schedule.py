@@ -26,6 +26,7 @@ from .ops import Elementwise, expression_string, fixed_indices
 
 Elems = dict  # fixed index tuple -> sympy expression
 MAX_TERMS = 20_000  # scalar terms per graph before the unrolled schedule refuses
+TEMP_MIN_OUTPUTS = 4  # a per-sample contraction with this many outputs gets one temporary each
 
 
 @dataclass
@@ -104,6 +105,9 @@ class Lowering:
         self.fixed_loads: dict[sp.Symbol, Load] = {}
         self.param_symbols: dict[sp.Symbol, tuple[Node, tuple]] = {}
         self.terms = 0
+        # per-sample temporaries: contraction outputs computed once per sample in the loop body
+        self.temps: list[tuple[sp.Symbol, sp.Expr]] = []
+        self.need: dict[sp.Symbol, int] = {}  # first loop a temporary can be computed in
 
     def __call__(self, node: Node) -> Elems:
         for n in toposort([node]):
@@ -118,7 +122,22 @@ class Lowering:
         return self.memo[id(node)]
 
     def per_sample(self, expr: sp.Expr) -> bool:
-        return any(s in self.loads for s in expr.free_symbols)
+        return any(s in self.loads or s in self.need for s in expr.free_symbols)
+
+    def earliest(self, expr: sp.Expr) -> int:
+        """The first loop whose body can compute ``expr`` (after the sums it reads)."""
+        return max((self.phase[s] + 1 if s in self.phase else self.need[s]
+                    for s in expr.free_symbols if s in self.phase or s in self.need), default=0)
+
+    def temporary(self, expr: sp.Expr) -> sp.Expr:
+        """A per-sample symbol for ``expr``: keeps layer outputs from being inlined into every
+        later expression (SymPy and Numba time would grow with the depth)."""
+        if expr.is_Atom or not self.per_sample(expr):
+            return expr
+        sym = sp.Symbol(f"h{len(self.temps)}", real=True)
+        self.need[sym] = self.earliest(expr)
+        self.temps.append((sym, expr))
+        return sym
 
     def lower(self, node: Node) -> Elems:
         method: Callable[[Node, list[Elems]], Elems] = getattr(self, "_" + node.op)
@@ -199,7 +218,7 @@ class Lowering:
             return sp.Integer(0)
         if not self.per_sample(summand):
             return N_SYMBOL * summand
-        phase = max((self.phase[s] + 1 for s in summand.free_symbols if s in self.phase), default=0)
+        phase = self.earliest(summand)
         sym = sp.Symbol(f"s{len(self.accumulators)}", real=True)
         self.phase[sym] = phase
         text = expression_string(node, limit=80)
@@ -219,7 +238,10 @@ class Lowering:
             groups.setdefault(tuple(at[c] for c in out if c in at), []).append(term)
         if sum(len(t) for t in groups.values()) > MAX_TERMS:
             raise UnsupportedError(f"einsum {node.label()} is too large for the unrolled schedule")
-        return {k: self.accumulate(sp.Add(*t), node) if over_samples else sp.Add(*t) for k, t in groups.items()}
+        if over_samples:
+            return {k: self.accumulate(sp.Add(*t), node) for k, t in groups.items()}
+        wide = len(groups) >= TEMP_MIN_OUTPUTS
+        return {k: self.temporary(sp.Add(*t)) if wide else sp.Add(*t) for k, t in groups.items()}
 
     # ---- index shuffles ----
     def _reshape(self, node: Node, ins: list[Elems]) -> Elems:
@@ -249,6 +271,20 @@ class Lowering:
         axis = node.attr("axis")
         pos = sum(1 for a in range(axis) if node.shape[a] is not N)
         return {idx: ins[idx[pos]][idx[:pos] + idx[pos + 1 :]] for idx in fixed_indices(node.shape)}
+
+
+    def _concatenate(self, node: Node, ins: list[Elems]) -> Elems:
+        axis = node.attr("axis")
+        pos = sum(1 for a in range(axis) if node.shape[a] is not N)
+        owner = [(k, j) for k, x in enumerate(node.inputs) for j in range(x.shape[axis])]
+        out = {}
+        for idx in fixed_indices(node.shape):
+            k, j = owner[idx[pos]]
+            out[idx] = ins[k][idx[:pos] + (j,) + idx[pos + 1 :]]
+        return out
+
+    def _stop_gradient(self, node: Node, ins: list[Elems]) -> Elems:
+        return dict(ins[0])
 
 
 def _number(v: Any) -> sp.Expr:
@@ -326,7 +362,7 @@ def _fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], param
     with stage("cse"):
         temps = sp.numbered_symbols("t", real=True)
         for loop in loops:
-            _cse_loop(loop, set(low.loads), temps)
+            _cse_loop(loop, set(low.loads), temps, low.temps)
         finish, outputs = _cse(outputs, temps)
     return Plan(loss, list(wrt), frozen, list(data), layout, param_symbols, low.loads,
                 low.fixed_loads, loops, finish, outputs, zero, low.terms)
@@ -360,13 +396,56 @@ def _cse(exprs: list[sp.Expr], temps: Any) -> tuple[list[tuple[sp.Symbol, sp.Exp
     return list(pairs), list(reduced)
 
 
-def _cse_loop(loop: Loop, sample_symbols: set[sp.Symbol], temps: Any) -> None:
-    """CSE the summands of one loop and hoist what does not vary per sample."""
-    pairs, loop.sums = _cse([a.summand for a in loop.accumulators], temps)
-    varying = set(sample_symbols)
-    for sym, expr in pairs:
+def _cse_loop(loop: Loop, sample_symbols: set[sp.Symbol], temps: Any,
+              defined: Sequence[tuple[sp.Symbol, sp.Expr]] = ()) -> None:
+    """CSE the summands of one loop (with the per-sample temporaries they read) and hoist
+    what does not vary per sample."""
+    summands = [a.summand for a in loop.accumulators]
+    used = _needed(summands, defined)
+    pairs, reduced = _cse([e for _, e in used] + summands, temps)
+    loop.sums = reduced[len(used):]
+    varying = set(sample_symbols) | {s for s, _ in defined}
+    assignments = pairs + [(s, e) for (s, _), e in zip(used, reduced[: len(used)])]
+    for sym, expr in _in_order(assignments):
         if expr.free_symbols & varying:
             varying.add(sym)
             loop.body.append((sym, expr))
         else:
             loop.invariants.append((sym, expr))
+
+
+def _needed(exprs: list[sp.Expr], defined: Sequence[tuple[sp.Symbol, sp.Expr]]) -> list[tuple[sp.Symbol, sp.Expr]]:
+    """The temporaries ``exprs`` read, directly or through other temporaries, in definition order."""
+    index = {s: k for k, (s, _) in enumerate(defined)}
+    seen: set[sp.Symbol] = set()
+    todo = [s for e in exprs for s in e.free_symbols if s in index]
+    while todo:
+        s = todo.pop()
+        if s not in seen:
+            seen.add(s)
+            todo += [t for t in defined[index[s]][1].free_symbols if t in index]
+    return [defined[k] for k in sorted(index[s] for s in seen)]
+
+
+def _in_order(pairs: list[tuple[sp.Symbol, sp.Expr]]) -> list[tuple[sp.Symbol, sp.Expr]]:
+    """Assignments ordered so each comes after those it reads (stable otherwise)."""
+    pending = {s: e for s, e in pairs}
+    done: set[sp.Symbol] = set()
+    out: list[tuple[sp.Symbol, sp.Expr]] = []
+
+    def visit(s: sp.Symbol) -> None:
+        stack = [(s, False)]
+        while stack:
+            sym, expanded = stack.pop()
+            if sym in done:
+                continue
+            if expanded:
+                done.add(sym)
+                out.append((sym, pending[sym]))
+                continue
+            stack.append((sym, True))
+            stack += [(t, False) for t in pending[sym].free_symbols if t in pending and t not in done]
+
+    for s, _ in pairs:
+        visit(s)
+    return out

@@ -16,8 +16,8 @@ import numpy as np
 
 from . import codegen, cuda_runtime, distributed
 from .compile import Compiled, Timings, make_plan
-from .errors import BindingError, GraphcError, NonFiniteLoss
-from .graph import Node
+from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
+from .graph import N, Node
 from .optim import SGD, hessian_plan
 from .runtime import bind_data, check_names, pack_params, unpack
 
@@ -71,7 +71,7 @@ def fit(
     data: Mapping[str, Any],
     init: Mapping[str, Any],
     optimizer: Any = None,
-    steps: int = 1000,
+    steps: int | None = None,
     log_every: int = 100,
     target: str = "cpu",
     dtype: str = "float64",
@@ -82,6 +82,10 @@ def fit(
     callback: Callable[[int, float, dict], Any] | None = None,
     tol: float | None = None,
     client: Any = None,
+    batch_size: int | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    epochs: int | None = None,
 ) -> FitResult:
     """Train the parameters of ``loss`` with ``optimizer`` for ``steps`` steps.
 
@@ -93,20 +97,35 @@ def fit(
     ``tol`` (stop once a logged loss is <= tol) run the compiled loop in chunks.
     Dask arrays in ``data`` train where their chunks live (``client``: a dask.distributed
     Client; default: the current scheduler); see graphc.distributed.
+
+    ``batch_size=B`` trains on mini-batches inside the compiled loop: step t uses batch
+    t % nb of epoch t // nb (nb = ceil(N / B); the last batch of an epoch may be smaller);
+    ``shuffle=True`` draws a permutation per epoch from (``seed``, epoch). ``epochs=E``
+    runs E * nb steps instead of ``steps`` (default 1000).
     """
     optimizer = SGD(lr=1e-3) if optimizer is None else optimizer
-    _check_args(steps, log_every, data, init, callback, tol)
-    compiled = _compiled(loss, wrt, target, dtype, optimizer)
+    _check_batches(batch_size, shuffle, seed, epochs, steps, target, data)
+    steps = 1000 if steps is None and epochs is None else steps
+    _check_args(0 if steps is None else steps, log_every, data, init, callback, tol)
+    compiled = _compiled(loss, wrt, target, dtype, optimizer, batches=batch_size is not None)
     plan = compiled.plan
     check_names(plan, {**data, **init}, [])
     _check_split(plan, data, init)
-    if target == "cuda":  # data copied to the device once; every step runs there
+    if batch_size is not None:  # each step gathers its batch inside the compiled loop
+        arrays, n_samples = bind_data(plan, data, dtype)
+        _check_sample_axes(plan)
+        train = functools.partial(_batched, compiled, tuple(arrays), (int(batch_size), bool(shuffle), int(seed)))
+        steps = epochs * -(-n_samples // batch_size) if epochs is not None else steps
+        n_samples = min(n_samples, batch_size)
+    elif target == "cuda":  # data copied to the device once; every step runs there
         train, n_samples = cuda_runtime.trainer(compiled, data)
     elif distributed.uses_dask(data):  # the chunks stay where they live; the loop runs here
         train, n_samples = distributed.trainer(compiled, data, client)
     else:
         arrays, n_samples = bind_data(plan, data, dtype)
         train = functools.partial(compiled.run, compiled.module.train, tuple(arrays))
+    if steps is None:  # epochs without batches: one step per epoch
+        steps = epochs
     slots, count = _initial_state(optimizer, plan.n_grads, state)
     loop = _Loop(compiled, train, pack_params(plan, init, dtype), optimizer, slots, count)
     bar = _progress_bar(progress, steps, (n_samples or 1) * steps)
@@ -283,7 +302,39 @@ def _check_split(plan: Any, data: Mapping[str, Any], init: Mapping[str, Any]) ->
         raise BindingError(f"fit: missing value(s) for {', '.join(map(repr, missing))}")
 
 
-def _compiled(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, optimizer: Any) -> Compiled:
+def _batched(compiled: Compiled, arrays: tuple, batching: tuple, *args: Any) -> int:
+    """The compiled ``train_batches`` with the ``train`` signature _Loop calls."""
+    return compiled.run(compiled.module.train_batches, arrays, *args, *batching)
+
+
+def _check_batches(batch_size: Any, shuffle: Any, seed: Any, epochs: Any, steps: Any, target: str, data: Any) -> None:
+    if epochs is not None:
+        if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 0:
+            raise GraphcError(f"fit: epochs must be an integer >= 0, got {epochs!r}")
+        if steps is not None:
+            raise GraphcError("fit: give steps or epochs, not both")
+    if batch_size is None:
+        if shuffle:
+            raise GraphcError("fit: shuffle=True needs batch_size")
+        return
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise GraphcError(f"fit: batch_size must be an integer >= 1, got {batch_size!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise GraphcError(f"fit: seed must be an integer >= 0, got {seed!r}")
+    if target == "cuda" or (isinstance(data, Mapping) and distributed.uses_dask(data)):
+        raise UnsupportedError("fit: batch_size runs on the cpu and parallel targets with numpy data only")
+
+
+def _check_sample_axes(plan: Any) -> None:
+    if not plan.sample_data:
+        raise GraphcError("fit: batch_size needs a data input with a sample dim (None)")
+    for d in plan.sample_data:
+        if d.shape[0] is not N:
+            raise UnsupportedError(f"fit: batch_size needs the sample dim first; {d.name!r} has shape {d.shape}")
+
+
+def _compiled(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, optimizer: Any,
+              batches: bool = False) -> Compiled:
     if not all(hasattr(optimizer, a) for a in ("hyper", "slots", "formula")):
         raise GraphcError(f"optimizer must be a graphc optimizer such as gc.SGD(lr=...), got {optimizer!r}")
     timings = Timings()
@@ -293,7 +344,7 @@ def _compiled(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, o
     else:
         plan = make_plan(loss, wrt, timings)
     with timings.stage("codegen"):
-        source = codegen.emit(plan, target, codegen.check_dtype(dtype), optimizer)
+        source = codegen.emit(plan, target, codegen.check_dtype(dtype), optimizer, batches)
     compiled = Compiled(plan, source, target, dtype, timings, stem="graphc_fit")
     compiled.optimizer = optimizer  # export() writes the training loop with it
     return compiled

@@ -4,6 +4,7 @@ All ops go into ONE compiled graph (one Numba compile); each op has its own para
 data and weight array, so one op is checked at a time by zeroing the other weights.
 """
 
+import math
 import warnings
 
 import numpy as np
@@ -21,6 +22,8 @@ NUMPY = {
     "sqrt": np.sqrt, "tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
     "relu": lambda z: np.maximum(z, 0.0), "abs": np.abs, "maximum": np.maximum, "minimum": np.minimum,
     "where": lambda c, a, b: np.where(c > 0, a, b),
+    "gelu": np.vectorize(lambda z: 0.5 * z * (1 + math.erf(z / math.sqrt(2)))),
+    "softplus": lambda z: np.logaddexp(0.0, z),
     "gt": lambda a, b: np.where(a > b, a, b), "ge": lambda a, b: np.where(a >= b, a, b),
     "lt": lambda a, b: np.where(a < b, a, b), "le": lambda a, b: np.where(a <= b, a, b),
 }

@@ -16,8 +16,10 @@ TARGETS = ("cpu", "parallel", "cuda")
 DTYPES = ("float64", "float32")
 
 
-def emit(plan: Plan, target: str = "cpu", dtype: str = "float64", optimizer: object | None = None) -> str:
-    """The generated module for ``plan`` on ``target`` (with a training loop if ``optimizer``)."""
+def emit(plan: Plan, target: str = "cpu", dtype: str = "float64", optimizer: object | None = None,
+         batches: bool = False) -> str:
+    """The generated module for ``plan`` on ``target`` (with a training loop if ``optimizer``;
+    ``batches``: also the mini-batch loop ``train_batches``, cpu and parallel only)."""
     from .cpu import CpuEmitter
     from .cuda import CudaEmitter
     from .parallel import ParallelEmitter
@@ -25,7 +27,9 @@ def emit(plan: Plan, target: str = "cpu", dtype: str = "float64", optimizer: obj
     emitters = {"cpu": CpuEmitter, "parallel": ParallelEmitter, "cuda": CudaEmitter}
     if target not in emitters:
         raise TargetError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    body = emitters[target](plan, dtype, optimizer).module()
+    emitter = emitters[target](plan, dtype, optimizer)
+    emitter.batches = batches and optimizer is not None
+    body = emitter.module()
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
     return body.replace("{SOURCE_SHA}", digest, 1)
 

@@ -19,6 +19,7 @@ FASTMATH = '{"reassoc", "contract", "nsz", "arcp"}'
 
 class CpuEmitter:
     target = "cpu"
+    batches = False  # emit train_batches too (fit with batch_size)
     jit = "@numba.njit(**OPTS)"
     evaluate_jit = "@numba.njit(**OPTS)"
 
@@ -39,6 +40,8 @@ class CpuEmitter:
         functions += [self.finish(), self.evaluate()]
         if self.optimizer is not None:
             functions += [self.update(), self.train()]
+            if self.batches:
+                functions.append(self.train_batches())
         return "\n\n".join([self.header(), self.preamble(), *functions]) + "\n"
 
     def header(self) -> str:
@@ -192,6 +195,42 @@ class CpuEmitter:
             f"    acc = np.zeros({len(plan.accumulators)})",
             "    for step in range(steps):",
             "        loss = evaluate(*data, theta, grad, acc)",
+            "        if step % log_every == log_every - 1:",
+            "            history[step // log_every] = loss",
+            "        if not math.isfinite(loss):",
+            "            return step",
+            "        count += 1",
+            "        update(theta, grad, hyper, state, count)",
+            "    return steps",
+        ])
+
+    def train_batches(self) -> str:
+        """The training loop on mini-batches: each step gathers its batch, then runs evaluate."""
+        plan = self.plan
+        names = [spell(d.name) for d in plan.data]
+        first = spell(plan.sample_data[0].name)
+        batch_args = ", ".join(f"{s}[take]" if N in d.shape else s for s, d in zip(names, plan.data))
+        return "\n".join([
+            self.jit,
+            "def train_batches(data, theta, hyper, state, count, steps, log_every, history, batch, shuffle, seed):",
+            '    """Like train, on mini-batches. Global step t (= count) uses batch t % nb of epoch t // nb,',
+            "    nb = ceil(n / batch): samples order[k*batch:(k+1)*batch], where order is 0..n-1, or with",
+            "    shuffle a permutation drawn after seeding with (seed, epoch) only, so chunked calls agree.\"\"\"",
+            f"    {', '.join(names)}, = data",
+            f"    n = {first}.shape[0]",
+            "    nb = (n + batch - 1) // batch",
+            f"    grad = np.zeros({plan.n_grads})",
+            f"    acc = np.zeros({len(plan.accumulators)})",
+            "    order = np.arange(n)",
+            "    epoch = -1",
+            "    for step in range(steps):",
+            "        if shuffle and count // nb != epoch:",
+            "            epoch = count // nb",
+            "            np.random.seed((seed * 1000003 + epoch) % 4294967296)",
+            "            order = np.random.permutation(n)",
+            "        lo = (count % nb) * batch",
+            "        take = order[lo:min(n, lo + batch)]",
+            f"        loss = evaluate({batch_args}, theta, grad, acc)",
             "        if step % log_every == log_every - 1:",
             "            history[step // log_every] = loss",
             "        if not math.isfinite(loss):",

@@ -47,16 +47,29 @@ def check_names(plan: Plan, given: Mapping[str, Any], need: list[str], what: str
 
 
 def as_float_array(name: str, value: Any, dtype: str) -> np.ndarray:
-    """A C-contiguous float array of ``dtype``; ints and bools convert, nothing is mutated."""
+    """``value`` as an array of ``dtype``; ints and bools convert, nothing is mutated.
+
+    An array that already has ``dtype`` is used as it is, whatever its strides (Numba
+    compiles one variant per layout), so views cost nothing. A conversion keeps stride-0
+    (broadcast) axes stride-0: a broadcast of 2**31 samples never becomes 16 GB.
+    """
     if hasattr(value, "__array__") or isinstance(value, (list, tuple, int, float, np.generic)):
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise DTypeError(f"input {name!r} is not a regular array of numbers: {exc}") from None
     else:
         raise DTypeError(f"input {name!r}: expected an array or a number, got {type(value).__name__}")
     if arr.dtype.kind == "c":
         raise DTypeError(f"input {name!r} is complex ({arr.dtype}); graphc computes with real numbers")
     if arr.dtype.kind not in "biuf":
         raise DTypeError(f"input {name!r} has dtype {arr.dtype}; expected real numbers")
-    return np.asarray(arr, dtype=dtype, order="C")
+    if arr.dtype == np.dtype(dtype):  # native byte order included
+        return arr
+    if 0 in arr.strides and arr.size > 1:
+        core = arr[tuple(slice(0, 1) if st == 0 else slice(None) for st in arr.strides)]
+        return np.broadcast_to(np.asarray(core, dtype=dtype), arr.shape)
+    return np.asarray(arr, dtype=dtype)
 
 
 def bind_data(plan: Plan, given: Mapping[str, Any], dtype: str) -> tuple[list[np.ndarray], int | None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -58,6 +59,8 @@ def _load(source: str, stem: str) -> tuple[ModuleType, bool]:
     cached = _intact(path, source)
     if not cached:
         _write(path, source)
+    elif not _numba_cache_readable(path):
+        _drop_numba_cache(path)  # Numba would raise UnpicklingError on the first call
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # before exec: numba's cache locates functions through it
@@ -93,6 +96,29 @@ def _numba_files(path: Path) -> list[Path]:
 
 def _has_numba_cache(path: Path) -> bool:
     return any(p.suffix == ".nbi" for p in _numba_files(path))
+
+
+def _numba_cache_readable(path: Path) -> bool:
+    """Whether every index (.nbi) and data file (.nbc) Numba kept for ``path`` unpickles.
+
+    Numba does not catch a truncated or garbled entry: it raises from the first call. Machine
+    code that unpickles but was altered cannot be detected (Numba keeps no checksum).
+    """
+    try:
+        for p in _numba_files(path):
+            if p.suffix not in (".nbi", ".nbc"):
+                continue
+            with open(p, "rb") as f:
+                if p.suffix == ".nbi":
+                    pickle.load(f)  # Numba's version tag, then the pickled (stamp, overloads)
+                    _, overloads = pickle.loads(f.read())
+                    if not isinstance(overloads, dict):
+                        return False
+                else:
+                    pickle.loads(f.read())
+    except Exception:  # noqa: BLE001 - any failure to read back means: rebuild
+        return False
+    return True
 
 
 def _drop_numba_cache(path: Path) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import os
-import pickle
+import pickletools
 import shutil
 import sys
 import tempfile
@@ -99,25 +100,25 @@ def _has_numba_cache(path: Path) -> bool:
 
 
 def _numba_cache_readable(path: Path) -> bool:
-    """Whether every index (.nbi) and data file (.nbc) Numba kept for ``path`` unpickles.
+    """Whether every index (.nbi) and data file (.nbc) Numba kept for ``path`` is whole.
 
-    Numba does not catch a truncated or garbled entry: it raises from the first call. Machine
-    code that unpickles but was altered cannot be detected (Numba keeps no checksum).
+    Numba does not catch a truncated or garbled entry: it raises from the first call. The
+    files are pickles (an index is two); walking their opcodes checks them without running
+    or importing anything. Machine code altered in place cannot be detected: Numba keeps
+    no checksum.
     """
-    try:
-        for p in _numba_files(path):
-            if p.suffix not in (".nbi", ".nbc"):
-                continue
-            with open(p, "rb") as f:
-                if p.suffix == ".nbi":
-                    pickle.load(f)  # Numba's version tag, then the pickled (stamp, overloads)
-                    _, overloads = pickle.loads(f.read())
-                    if not isinstance(overloads, dict):
-                        return False
-                else:
-                    pickle.loads(f.read())
-    except Exception:  # noqa: BLE001 - any failure to read back means: rebuild
-        return False
+    for p in _numba_files(path):
+        if p.suffix not in (".nbi", ".nbc"):
+            continue
+        try:
+            stream = io.BytesIO(p.read_bytes())
+            for _ in range(2 if p.suffix == ".nbi" else 1):
+                for _ in pickletools.genops(stream):
+                    pass
+        except Exception:  # noqa: BLE001 - whatever fails to parse is rebuilt
+            return False
+        if stream.read():  # bytes after the last pickle
+            return False
     return True
 
 

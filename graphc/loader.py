@@ -81,13 +81,29 @@ def _intact(path: Path, source: str) -> bool:
 
 
 def _write(path: Path, source: str) -> None:
-    """Write atomically; a stale or corrupt file and its machine code are replaced."""
+    """Write atomically; a stale or corrupt file and its machine code are replaced.
+
+    A missing file is created with ``os.link``, which fails if another process created it
+    meanwhile: the racers then share one file (one mtime, which Numba's index records)
+    instead of each replacing it and making the other's machine code look stale.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    _drop_numba_cache(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(source)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(source)
+        try:
+            os.link(tmp, path)
+            return
+        except FileExistsError:
+            if _intact(path, source):
+                return  # another process wrote it first
+        except OSError:
+            pass  # no hard links here: replace
+        _drop_numba_cache(path)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _numba_files(path: Path) -> list[Path]:

@@ -49,9 +49,10 @@ def check_names(plan: Plan, given: Mapping[str, Any], need: list[str], what: str
 def as_float_array(name: str, value: Any, dtype: str) -> np.ndarray:
     """``value`` as an array of ``dtype``; ints and bools convert, nothing is mutated.
 
-    An array that already has ``dtype`` is used as it is, whatever its strides (Numba
-    compiles one variant per layout), so views cost nothing. A conversion keeps stride-0
-    (broadcast) axes stride-0: a broadcast of 2**31 samples never becomes 16 GB.
+    A C-ordered array of ``dtype`` (read-only too) is used as it is; other strided views are
+    copied to C order, so equal values give equal bits whatever the layout. A broadcast
+    view (a stride-0 axis) is never materialized: it is passed as it is, or one copy of
+    its core is converted, so 2**31 samples made with np.broadcast_to never become 16 GB.
     """
     if hasattr(value, "__array__") or isinstance(value, (list, tuple, int, float, np.generic)):
         try:
@@ -64,12 +65,12 @@ def as_float_array(name: str, value: Any, dtype: str) -> np.ndarray:
         raise DTypeError(f"input {name!r} is complex ({arr.dtype}); graphc computes with real numbers")
     if arr.dtype.kind not in "biuf":
         raise DTypeError(f"input {name!r} has dtype {arr.dtype}; expected real numbers")
-    if arr.dtype == np.dtype(dtype):  # native byte order included
-        return arr
-    if 0 in arr.strides and arr.size > 1:
+    if 0 in arr.strides and arr.size > 1:  # a broadcast view: convert one copy of it, at most
+        if arr.dtype == np.dtype(dtype):
+            return arr
         core = arr[tuple(slice(0, 1) if st == 0 else slice(None) for st in arr.strides)]
         return np.broadcast_to(np.asarray(core, dtype=dtype), arr.shape)
-    return np.asarray(arr, dtype=dtype)
+    return np.asarray(arr, dtype=dtype, order="C")  # no copy if already C-ordered and of dtype
 
 
 def bind_data(plan: Plan, given: Mapping[str, Any], dtype: str) -> tuple[list[np.ndarray], int | None]:

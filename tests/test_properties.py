@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, note
+from hypothesis import example, given, note
 
 import graphc as gc
 from graphc.ops import ELEMENTWISE
@@ -38,8 +38,14 @@ def check_against_reference(f: gc.Compiled, case: Case, bindings: dict) -> None:
     directional_check(f, bindings, case.params, ref.loss_scale)
 
 
+FOUND = [  # cases the fuzz profile found, kept as regression tests
+    Case("sum", (("mul", ("x",), ("sin", ("sub", ("const", -2.0), ("w0",)))),), seed=1),  # RecursionError
+]
+
+
 @examples(ci=8, fuzz=300)
 @given(cases())
+@example(FOUND[0])
 def test_random_graph_matches_sympy_and_finite_differences(case):
     note(repr(case))
     bindings = case.bindings(N)

@@ -89,6 +89,17 @@ def test_fit_from_threads(data):
         assert res.params == want.params and res.history == want.history
 
 
+def test_compile_the_same_graph_from_threads(data):
+    """Threads compile one new graph at once: none may get a half-imported module."""
+    x, y = gc.data("x"), gc.data("y")
+    a, b, c = gc.params("a b c")
+    loss = gc.sum((a + b * gc.sin(x) + c * x**3 - y) ** 2)  # a source not imported yet
+    xs, ys = data["x"][:1000], data["y"][:1000]
+    want = np.sum((0.1 - 0.4 * np.sin(xs) + 0.25 * xs**3 - ys) ** 2)
+    for _, r in hammer(lambda k: gc.compile(loss)(x=xs, y=ys, a=0.1, b=-0.4, c=0.25), n_threads=8, calls=1):
+        assert r.loss == pytest.approx(want, rel=1e-12)
+
+
 def test_a_threadsafe_layer_or_a_lock():
     layer = numba.threading_layer()  # parallel code has run in this module
     if layer == "workqueue":

@@ -16,7 +16,7 @@ from hypothesis import example, given, note
 import graphc as gc
 from graphc.ops import ELEMENTWISE
 
-from .strategies import Case, assert_close, cases, directional_check, examples
+from .strategies import Case, assert_close, cases, directional_check, examples, n_samples
 
 N = 64
 N_PARALLEL = 40_000  # more than codegen.parallel.BLOCK, so the block-parallel path runs
@@ -32,20 +32,23 @@ def check_against_reference(f: gc.Compiled, case: Case, bindings: dict) -> None:
     """Forward value and gradients vs SymPy (1e-9 of the magnitudes summed), then central differences."""
     ref = case.reference(bindings)
     r = f(bindings)
-    assert_close(r.loss, ref.loss, ref.loss_scale, 1e-9, "loss vs sympy.lambdify")
+    atol = 1e-13 * n_samples(bindings)
+    assert_close(r.loss, ref.loss, ref.loss_scale, 1e-9, "loss vs sympy.lambdify", atol)
     for p in case.params:
-        assert_close(r.grads[p], ref.grads[p], ref.grad_scales[p], 1e-9, f"d(loss)/d({p}) vs sympy.diff")
+        assert_close(r.grads[p], ref.grads[p], ref.grad_scales[p], 1e-9, f"d(loss)/d({p}) vs sympy.diff", atol)
     directional_check(f, bindings, case.params, ref.loss_scale)
 
 
 FOUND = [  # cases the fuzz profile found, kept as regression tests
     Case("sum", (("mul", ("x",), ("sin", ("sub", ("const", -2.0), ("w0",)))),), seed=1),  # RecursionError
+    Case("mean", (("sub", ("sin", ("dot",)), ("sin", ("dot",))),), seed=3),  # harness: SymPy cancels to 0
 ]
 
 
 @examples(ci=8, fuzz=300)
 @given(cases())
 @example(FOUND[0])
+@example(FOUND[1])
 def test_random_graph_matches_sympy_and_finite_differences(case):
     note(repr(case))
     bindings = case.bindings(N)
@@ -62,11 +65,12 @@ def test_random_graph_agrees_across_targets_and_dtypes(case):
     r64 = compiled(case)(bindings)
     rpar = compiled(case, target="parallel")(bindings)
     r32 = compiled(case, dtype="float32")(bindings)
-    assert_close(rpar.loss, r64.loss, ref.loss_scale, 1e-12, "parallel vs cpu loss")
-    assert_close(r32.loss, r64.loss, ref.loss_scale, 2e-3, "float32 vs float64 loss")
+    n = N_PARALLEL
+    assert_close(rpar.loss, r64.loss, ref.loss_scale, 1e-12, "parallel vs cpu loss", 1e-13 * n)
+    assert_close(r32.loss, r64.loss, ref.loss_scale, 2e-3, "float32 vs float64 loss", 1e-6 * n)
     for p in case.params:
-        assert_close(rpar.grads[p], r64.grads[p], ref.grad_scales[p], 1e-12, f"parallel vs cpu d/d{p}")
-        assert_close(r32.grads[p], r64.grads[p], ref.grad_scales[p], 2e-3, f"float32 vs float64 d/d{p}")
+        assert_close(rpar.grads[p], r64.grads[p], ref.grad_scales[p], 1e-12, f"parallel vs cpu d/d{p}", 1e-13 * n)
+        assert_close(r32.grads[p], r64.grads[p], ref.grad_scales[p], 2e-3, f"float32 vs float64 d/d{p}", 1e-6 * n)
 
 
 # ---- the harness can fail ----------------------------------------------------------------

@@ -42,6 +42,7 @@ def check_against_reference(f: gc.Compiled, case: Case, bindings: dict) -> None:
 FOUND = [  # cases the fuzz profile found, kept as regression tests
     Case("sum", (("mul", ("x",), ("sin", ("sub", ("const", -2.0), ("w0",)))),), seed=1),  # RecursionError
     Case("mean", (("sub", ("sin", ("dot",)), ("sin", ("dot",))),), seed=3),  # harness: SymPy cancels to 0
+    Case("sumsq", (("mul", ("div1sq", ("const", 0.0), ("z",)), ("a",)),), seed=8),  # d/da was nan
 ]
 
 
@@ -49,6 +50,7 @@ FOUND = [  # cases the fuzz profile found, kept as regression tests
 @given(cases())
 @example(FOUND[0])
 @example(FOUND[1])
+@example(FOUND[2])
 def test_random_graph_matches_sympy_and_finite_differences(case):
     note(repr(case))
     bindings = case.bindings(N)

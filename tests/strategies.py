@@ -212,9 +212,9 @@ class Case:
 
     def _per_sample(self, expr: sp.Expr, values: dict) -> np.ndarray:
         args = _flat_args(values)
-        f = sp.lambdify(list(SYMBOLS.values()), expr, modules="numpy")
+        f = sp.lambdify(list(SYMBOLS.values()), expr, modules=MODULES)
         n = len(values["x"])
-        return np.broadcast_to(np.asarray(f(*[args[k] for k in SYMBOLS]), dtype=float), (n,))
+        return np.broadcast_to(np.asarray(f(*[np.broadcast_to(args[k], (n,)) for k in SYMBOLS]), dtype=float), (n,))
 
     def reference(self, bindings: dict) -> Reference:
         """Forward value and gradients from SymPy (``sympy.diff`` of the whole expression)."""
@@ -224,13 +224,24 @@ class Case:
         plist = [s for p in self.params for s in PARAM_SYMBOLS[p]]
 
         def ev(expr: sp.Expr) -> np.ndarray:
-            f = sp.lambdify(list(SYMBOLS.values()), expr, modules="numpy")
-            return np.broadcast_to(np.asarray(f(*[args.get(k, 0.0) for k in SYMBOLS]), dtype=float), (n,))
+            f = sp.lambdify(list(SYMBOLS.values()), expr, modules=MODULES)
+            vals = [np.broadcast_to(args.get(k, 0.0), (n,)) for k in SYMBOLS]  # all arrays: lambdify's
+            return np.broadcast_to(np.asarray(f(*vals), dtype=float), (n,))  # logical_and.reduce needs it
 
         e = [ev(x) for x in exprs]
         de = [{p: ev(sp.diff(x, SYMBOLS[p])) for p in plist} for x in exprs]
         loss, scale, grads, gscale = _combine(self.form, e, de, plist)
         return Reference(loss, scale, _group(grads, self.params), _group(gscale, self.params))
+
+
+def _select(condlist, choicelist, default=np.nan):
+    """numpy.select that accepts scalars among the conditions and choices (lambdify's Piecewise)."""
+    arrays = np.broadcast_arrays(*[np.asarray(v) for v in [*condlist, *choicelist, default]])
+    k = len(condlist)
+    return np.select([c.astype(bool) for c in arrays[:k]], arrays[k:2 * k], arrays[-1])
+
+
+MODULES = [{"select": _select}, "numpy"]
 
 
 def _flat_args(values: dict) -> dict:

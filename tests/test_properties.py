@@ -45,6 +45,7 @@ FOUND = [  # cases the fuzz profile found, kept as regression tests
     Case("mean", (("sub", ("sin", ("dot",)), ("sin", ("dot",))),), seed=3),  # harness: SymPy cancels to 0
     Case("sumsq", (("mul", ("div1sq", ("const", 0.0), ("z",)), ("a",)),), seed=8),  # d/da was nan
     Case("sum", (("where", ("where", ("x",), ("b",), ("z",)), ("x",), ("sin", ("x",))),), seed=2),  # harness
+    Case("center", (("x",), ("maximum", ("z",), ("where", ("x",), ("x",), ("a",)))), seed=0),  # wrong d/da
 ]
 
 
@@ -54,6 +55,7 @@ FOUND = [  # cases the fuzz profile found, kept as regression tests
 @example(FOUND[1])
 @example(FOUND[2])
 @example(FOUND[3])
+@example(FOUND[4])
 def test_random_graph_matches_sympy_and_finite_differences(case):
     note(repr(case))
     bindings = case.bindings(N)

@@ -10,6 +10,10 @@
 
 __version__ = "0.1.0"
 
+from . import threads  # noqa: E402
+
+threads.configure()  # a threadsafe Numba threading layer, before any parallel code runs
+
 from . import nn  # noqa: E402
 from .compile import Compiled, compile  # noqa: E402
 from .errors import (  # noqa: E402

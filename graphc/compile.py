@@ -10,7 +10,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import autodiff, codegen, cuda_runtime, distributed, explain, loader, schedule
+from . import autodiff, codegen, cuda_runtime, distributed, explain, loader, schedule, threads
 from .errors import GraphcError
 from .graph import Graph, Node, format_shape
 from .runtime import Result, bind_data, check_names, merge, pack_params, unpack
@@ -156,10 +156,11 @@ class Compiled:
     def run(self, fn: Any, *args: Any) -> Any:
         """Call a generated function; the first call per signature is timed as 'numba'."""
         key = (fn.__name__, tuple(getattr(a, "dtype", type(a)) for a in args))
-        if key in self._warm:
-            return fn(*args)
-        with self.timings.stage("numba"):
-            out = fn(*args)
+        with threads.guard(self.target):  # serializes parallel calls on Numba's workqueue layer
+            if key in self._warm:
+                return fn(*args)
+            with self.timings.stage("numba"):
+                out = fn(*args)
         self._warm.add(key)
         return out
 

@@ -7,6 +7,7 @@ compiled function is called. At most one axis of a shape is ``N``.
 from __future__ import annotations
 
 import builtins
+import itertools
 import keyword
 import re
 from dataclasses import dataclass
@@ -80,6 +81,22 @@ def check_name(name: Any, what: str = "name") -> str:
 def spell(name: str) -> str:
     """How a validated name is spelled in generated code: ``lin.weight`` -> ``lin_weight``."""
     return name.replace(".", "_")
+
+
+def code_names(node: "Node") -> list[str]:
+    """Every identifier generated code derives from a named leaf (see ``schedule.Lowering``).
+
+    Data ``x`` is the argument ``x`` and the per-sample load ``x_i`` (``xx_i_0`` ... for
+    fixed dims, ``s_v`` for a scalar without samples); parameter ``W`` is ``W_0_1`` ... and
+    its gradient ``grad_W_0_1`` ...
+    """
+    base = spell(node.name)
+    fixed = [range(d) for d in node.shape if d is not N]
+    suffixes = ["".join(f"_{k}" for k in idx) for idx in itertools.product(*fixed)]
+    if node.op == "data":
+        mid = "_i" if N in node.shape else "" if fixed else "_v"
+        return [base] + [base + mid + s for s in suffixes]
+    return [base] + [p + base + s for s in suffixes for p in ("", "grad_")]
 
 
 # --- nodes ------------------------------------------------------------------------------
@@ -185,6 +202,7 @@ class Graph:
                     f"names {clash!r} and {node.name!r} are both spelled {spell(node.name)!r} "
                     "in generated code; rename one"
                 )
+        _check_code_names([n for n in nodes if n.op in ("data", "param")])
         return cls(outputs, nodes)
 
     @property
@@ -217,3 +235,16 @@ class Graph:
             lines.append(f"    {names[id(node)]}:{format_shape(node.shape)} = {node_line(node, names)}")
         lines.append("  in ( " + " ".join(names[id(o)] for o in self.outputs) + " ) }")
         return "\n".join(lines)
+
+
+def _check_code_names(leaves: list[Node]) -> None:
+    """Two leaves must not derive the same identifier: param ``x_i`` would alias data ``x``."""
+    owner: dict[str, Node] = {}
+    for node in leaves:
+        for ident in code_names(node):
+            other = owner.setdefault(ident, node)
+            if other is not node:
+                raise InvalidName(
+                    f"names {other.name!r} and {node.name!r} clash: generated code spells a value "
+                    f"of each as {ident!r}; rename one"
+                )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import os
+import pickletools
 import shutil
 import sys
 import tempfile
@@ -58,6 +60,8 @@ def _load(source: str, stem: str) -> tuple[ModuleType, bool]:
     cached = _intact(path, source)
     if not cached:
         _write(path, source)
+    elif not _numba_cache_readable(path):
+        _drop_numba_cache(path)  # Numba would raise UnpicklingError on the first call
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # before exec: numba's cache locates functions through it
@@ -77,13 +81,29 @@ def _intact(path: Path, source: str) -> bool:
 
 
 def _write(path: Path, source: str) -> None:
-    """Write atomically; a stale or corrupt file and its machine code are replaced."""
+    """Write atomically; a stale or corrupt file and its machine code are replaced.
+
+    A missing file is created with ``os.link``, which fails if another process created it
+    meanwhile: the racers then share one file (one mtime, which Numba's index records)
+    instead of each replacing it and making the other's machine code look stale.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    _drop_numba_cache(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(source)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(source)
+        try:
+            os.link(tmp, path)
+            return
+        except FileExistsError:
+            if _intact(path, source):
+                return  # another process wrote it first
+        except OSError:
+            pass  # no hard links here: replace
+        _drop_numba_cache(path)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _numba_files(path: Path) -> list[Path]:
@@ -93,6 +113,29 @@ def _numba_files(path: Path) -> list[Path]:
 
 def _has_numba_cache(path: Path) -> bool:
     return any(p.suffix == ".nbi" for p in _numba_files(path))
+
+
+def _numba_cache_readable(path: Path) -> bool:
+    """Whether every index (.nbi) and data file (.nbc) Numba kept for ``path`` is whole.
+
+    Numba does not catch a truncated or garbled entry: it raises from the first call. The
+    files are pickles (an index is two); walking their opcodes checks them without running
+    or importing anything. Machine code altered in place cannot be detected: Numba keeps
+    no checksum.
+    """
+    for p in _numba_files(path):
+        if p.suffix not in (".nbi", ".nbc"):
+            continue
+        try:
+            stream = io.BytesIO(p.read_bytes())
+            for _ in range(2 if p.suffix == ".nbi" else 1):
+                for _ in pickletools.genops(stream):
+                    pass
+        except Exception:  # noqa: BLE001 - whatever fails to parse is rebuilt
+            return False
+        if stream.read():  # bytes after the last pickle
+            return False
+    return True
 
 
 def _drop_numba_cache(path: Path) -> None:

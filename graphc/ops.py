@@ -96,6 +96,11 @@ def _relu_derivative(z: sp.Expr) -> sp.Expr:
     return sp.Piecewise((1, z > 0), (0, True))  # torch: relu'(0) = 0
 
 
+def _pow_derivative(a: sp.Expr, b: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    # b*a**(b - 1), not sympy.diff's b*a**b/a: that is 0/0 = nan where the base is 0
+    return b * a ** (b - 1), a**b * sp.log(a)
+
+
 def _sigmoid(z: sp.Expr) -> sp.Expr:
     return 1 / (1 + sp.exp(-z))
 
@@ -121,7 +126,7 @@ ELEMENTWISE: dict[str, Elementwise] = {
         Elementwise("sub", lambda a, b: a - b, nargs=2, infix="-"),
         Elementwise("mul", lambda a, b: a * b, nargs=2, infix="*"),
         Elementwise("div", lambda a, b: a / b, nargs=2, domain=(0.5, 2.0), infix="/"),
-        Elementwise("pow", lambda a, b: a**b, nargs=2, domain=(0.5, 2.0), infix="**"),
+        Elementwise("pow", lambda a, b: a**b, derivative=_pow_derivative, nargs=2, domain=(0.5, 2.0), infix="**"),
         Elementwise("neg", lambda a: -a, infix="-"),
         Elementwise("sin", sp.sin),
         Elementwise("cos", sp.cos),

@@ -47,16 +47,30 @@ def check_names(plan: Plan, given: Mapping[str, Any], need: list[str], what: str
 
 
 def as_float_array(name: str, value: Any, dtype: str) -> np.ndarray:
-    """A C-contiguous float array of ``dtype``; ints and bools convert, nothing is mutated."""
+    """``value`` as an array of ``dtype``; ints and bools convert, nothing is mutated.
+
+    A C-ordered array of ``dtype`` (read-only too) is used as it is; other strided views are
+    copied to C order, so equal values give equal bits whatever the layout. A broadcast
+    view (a stride-0 axis) is never materialized: it is passed as it is, or one copy of
+    its core is converted, so 2**31 samples made with np.broadcast_to never become 16 GB.
+    """
     if hasattr(value, "__array__") or isinstance(value, (list, tuple, int, float, np.generic)):
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise DTypeError(f"input {name!r} is not a regular array of numbers: {exc}") from None
     else:
         raise DTypeError(f"input {name!r}: expected an array or a number, got {type(value).__name__}")
     if arr.dtype.kind == "c":
         raise DTypeError(f"input {name!r} is complex ({arr.dtype}); graphc computes with real numbers")
     if arr.dtype.kind not in "biuf":
         raise DTypeError(f"input {name!r} has dtype {arr.dtype}; expected real numbers")
-    return np.asarray(arr, dtype=dtype, order="C")
+    if 0 in arr.strides and arr.size > 1:  # a broadcast view: convert one copy of it, at most
+        if arr.dtype == np.dtype(dtype):
+            return arr
+        core = arr[tuple(slice(0, 1) if st == 0 else slice(None) for st in arr.strides)]
+        return np.broadcast_to(np.asarray(core, dtype=dtype), arr.shape)
+    return np.asarray(arr, dtype=dtype, order="C")  # no copy if already C-ordered and of dtype
 
 
 def bind_data(plan: Plan, given: Mapping[str, Any], dtype: str) -> tuple[list[np.ndarray], int | None]:

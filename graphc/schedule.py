@@ -174,9 +174,12 @@ class Lowering:
         op: Elementwise = node.attr("fn")
         maps = [_broadcast_map(node.shape, i.shape) for i in node.inputs]
         out = {}
-        for idx in fixed_indices(node.shape):
-            args = [e[m(idx)] for e, m in zip(ins, maps)]
-            out[idx] = op.expr.xreplace(dict(zip(op.args, args)))
+        # sin(-2 - w) evaluates to -sin(-(-2 - w)), which never settles unless Mul distributes
+        mode = distribute(bool(op.expr.atoms(sp.Function)))
+        with mode:
+            for idx in fixed_indices(node.shape):
+                args = [e[m(idx)] for e, m in zip(ins, maps)]
+                out[idx] = op.expr.xreplace(dict(zip(op.args, args)))
         return out
 
     def _broadcast_to(self, node: Node, ins: list[Elems]) -> Elems:

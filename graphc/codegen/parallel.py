@@ -16,7 +16,11 @@ BLOCK = 16384  # samples per block; below this many samples the serial loop runs
 
 class ParallelEmitter(CpuEmitter):
     target = "parallel"
-    evaluate_jit = "@numba.njit(parallel=True, **OPTS)"
+
+    @property
+    def evaluate_jit(self) -> str:
+        # no pass over the samples (the loss ignores them): parallel=True would only warn
+        return "@numba.njit(parallel=True, **OPTS)" if self.plan.loops else self.jit
 
     def options(self) -> str:
         block = f"BLOCK = {BLOCK}  # samples per block: fixed, so results do not depend on the thread count"

@@ -22,6 +22,15 @@ class GraphcPrinter(PythonCodePrinter):
     def _print_Half(self, expr: sp.Rational) -> str:
         return "0.5"
 
+    def _print_Heaviside(self, expr: sp.Heaviside) -> str:
+        # Not the inherited rewrite(Piecewise): that re-evaluates `arg < 0`, and when arg holds
+        # a Piecewise whose condition cse turned into a symbol, SymPy keeps its first branch.
+        arg = expr.args[0]
+        at_zero = self._print(expr.args[1] if len(expr.args) > 1 else sp.S.Half)
+        below = self._print(sp.StrictLessThan(arg, 0, evaluate=False))
+        at = self._print(sp.Eq(arg, 0, evaluate=False))
+        return f"(((0) if {below} else ({at_zero}) if {at} else (1)))"
+
     def parenthesize(self, item: sp.Basic, level: int, strict: bool = False) -> str:
         # x**2 prints as x*x: inside any larger expression it needs parentheses a Pow doesn't
         if _is_product_power(item):

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-cuda bench bench-quick clean
+.PHONY: demo test test-cuda bench bench-quick fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m graphc bench --quick
+
+# property tests with many more generated cases than CI runs
+fuzz: $(STAMP)
+	GRAPHC_FUZZ=1 $(BIN)/python -m pytest -q tests/test_properties.py --hypothesis-show-statistics
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -64,6 +64,7 @@ class DaskProgram:
         self.compiled, self.plan, self.client = compiled, compiled.plan, client
         self.dtype = compiled.dtype
         self.n, arrays, chunks = self._align(da, data)
+        self.chunks = chunks  # samples per chunk
         arrays = list(client.persist(arrays) if client is not None else dask.persist(*arrays))
         if client is not None:  # persist returns at once; the chunks are made before step 0
             from distributed import futures_of, wait
@@ -134,20 +135,24 @@ class DaskProgram:
 
         return (get_scheduler() or get)(graph, key)  # the default client if there is one, else threads
 
-    def evaluate(self, theta: np.ndarray, grad: np.ndarray) -> float:
-        """One task per chunk per pass, a fixed-order sum, then finish, here on the client."""
+    def evaluate(self, theta: np.ndarray, grad: np.ndarray, rows: Sequence[int] | None = None) -> float:
+        """One task per chunk per pass, a fixed-order sum, then finish, here on the client.
+        ``rows``: only these chunks (a mini-batch; means then divide by its sample count)."""
+        rows = range(len(self.blocks)) if rows is None else rows
+        n = int(sum(self.chunks[j] for j in rows))
         acc = np.zeros(int(self.offsets[-1]))
         for k, loop in enumerate(self.plan.loops):
             m, graph = len(loop.accumulators), dict(self.graph)
             snapshot = acc.copy()
             keys, name = [], f"graphc-sums-{uuid.uuid4().hex}"  # fresh keys: a cluster may still hold old ones
-            for j, row in enumerate(self.blocks):
+            for j in rows:
                 keys.append((name, k, j))
-                graph[keys[-1]] = (chunk_sums, self.source, k, m, self.n, theta.copy(), snapshot, self.dtype, *self._args(row))
+                graph[keys[-1]] = (chunk_sums, self.source, k, m, n, theta.copy(), snapshot, self.dtype,
+                                   *self._args(self.blocks[j]))
             # one round trip; the few small vectors are added here (a tree of tasks would cost
             # a scheduler round trip per level)
             acc[self.offsets[k]: self.offsets[k + 1]] = pairwise_sum(list(self._get(graph, keys)))
-        return float(self.compiled.module.finish(self.n, *self.fixed, theta, acc, grad))
+        return float(self.compiled.module.finish(n, *self.fixed, theta, acc, grad))
 
 
 def evaluate(compiled: Any, bindings: Mapping[str, Any], client: Any = None) -> Any:
@@ -161,16 +166,35 @@ def evaluate(compiled: Any, bindings: Mapping[str, Any], client: Any = None) -> 
     return Result(loss, unpack(compiled.plan, grad, [p.name for p in compiled.plan.wrt]))
 
 
-def trainer(compiled: Any, data: Mapping[str, Any], client: Any = None) -> tuple[Any, int]:
+def trainer(compiled: Any, data: Mapping[str, Any], client: Any = None,
+            batching: tuple[int, bool, int] | None = None) -> tuple[Any, int, int]:
     """A drop-in for the compiled ``train`` (same arguments, same semantics) over Dask data;
-    each step maps the chunks, and the generated ``update`` runs here on the client."""
+    each step maps the chunks, and the generated ``update`` runs here on the client.
+
+    ``batching = (batch_size, shuffle, seed)``: each step uses k = max(1, round(batch_size /
+    first chunk's length)) whole chunks, where the data lives. Global step t takes group
+    t % nb of epoch t // nb (nb = ceil(chunks / k)): chunks order[g*k:(g+1)*k], where order is
+    0, 1, ... or, with shuffle, a permutation drawn from (seed, epoch) only, so resumed and
+    chunked runs agree. Returns (train, samples per step, steps per epoch).
+    """
     program = DaskProgram(compiled, data, client)
     update, grad = compiled.module.update, np.zeros(compiled.plan.n_grads)
+    k = 1 if batching is None else max(1, round(batching[0] / program.chunks[0]))
+    per_epoch = -(-len(program.chunks) // k)
+
+    def rows(count: int) -> Sequence[int] | None:
+        if batching is None:
+            return None
+        epoch, group = divmod(count, per_epoch)
+        order = np.arange(len(program.chunks))
+        if batching[1]:
+            order = np.random.default_rng([batching[2], epoch]).permutation(len(program.chunks))
+        return [int(j) for j in order[group * k: (group + 1) * k]]
 
     def train(theta: np.ndarray, hyper: np.ndarray, state: np.ndarray, count: int, steps: int,
               log_every: int, history: np.ndarray) -> int:
         for step in range(steps):
-            loss = program.evaluate(theta, grad)
+            loss = program.evaluate(theta, grad, rows(count))
             if step % log_every == log_every - 1:
                 history[step // log_every] = loss
             if not np.isfinite(loss):
@@ -179,7 +203,8 @@ def trainer(compiled: Any, data: Mapping[str, Any], client: Any = None) -> tuple
             update(theta, grad, hyper, state, count)
         return steps
 
-    return train, program.n
+    per_step = program.n if batching is None else int(sum(program.chunks[:k]))
+    return train, per_step, per_epoch
 
 
 __all__: Sequence[str] = ["trainer", "evaluate", "is_dask", "uses_dask"]

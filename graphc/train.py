@@ -101,17 +101,23 @@ def fit(
     ``batch_size=B`` trains on mini-batches inside the compiled loop: step t uses batch
     t % nb of epoch t // nb (nb = ceil(N / B); the last batch of an epoch may be smaller);
     ``shuffle=True`` draws a permutation per epoch from (``seed``, epoch). ``epochs=E``
-    runs E * nb steps instead of ``steps`` (default 1000).
+    runs E * nb steps instead of ``steps`` (default 1000). With Dask data a batch is a
+    group of whole chunks (see graphc.distributed.trainer).
     """
     optimizer = SGD(lr=1e-3) if optimizer is None else optimizer
     _check_batches(batch_size, shuffle, seed, epochs, steps, target, data)
     steps = 1000 if steps is None and epochs is None else steps
     _check_args(0 if steps is None else steps, log_every, data, init, callback, tol)
-    compiled = _compiled(loss, wrt, target, dtype, optimizer, batches=batch_size is not None)
+    dask = isinstance(data, Mapping) and distributed.uses_dask(data)
+    compiled = _compiled(loss, wrt, target, dtype, optimizer, batches=batch_size is not None and not dask)
     plan = compiled.plan
     check_names(plan, {**data, **init}, [])
     _check_split(plan, data, init)
-    if batch_size is not None:  # each step gathers its batch inside the compiled loop
+    if batch_size is not None and dask:  # a batch is a seeded group of whole chunks
+        batching = (int(batch_size), bool(shuffle), int(seed))
+        train, n_samples, per_epoch = distributed.trainer(compiled, data, client, batching)
+        steps = epochs * per_epoch if epochs is not None else steps
+    elif batch_size is not None:  # each step gathers its batch inside the compiled loop
         arrays, n_samples = bind_data(plan, data, dtype)
         _check_sample_axes(plan)
         train = functools.partial(_batched, compiled, tuple(arrays), (int(batch_size), bool(shuffle), int(seed)))
@@ -119,8 +125,8 @@ def fit(
         n_samples = min(n_samples, batch_size)
     elif target == "cuda":  # data copied to the device once; every step runs there
         train, n_samples = cuda_runtime.trainer(compiled, data)
-    elif distributed.uses_dask(data):  # the chunks stay where they live; the loop runs here
-        train, n_samples = distributed.trainer(compiled, data, client)
+    elif dask:  # the chunks stay where they live; the loop runs here
+        train, n_samples, _ = distributed.trainer(compiled, data, client)
     else:
         arrays, n_samples = bind_data(plan, data, dtype)
         train = functools.partial(compiled.run, compiled.module.train, tuple(arrays))
@@ -321,8 +327,8 @@ def _check_batches(batch_size: Any, shuffle: Any, seed: Any, epochs: Any, steps:
         raise GraphcError(f"fit: batch_size must be an integer >= 1, got {batch_size!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise GraphcError(f"fit: seed must be an integer >= 0, got {seed!r}")
-    if target == "cuda" or (isinstance(data, Mapping) and distributed.uses_dask(data)):
-        raise UnsupportedError("fit: batch_size runs on the cpu and parallel targets with numpy data only")
+    if target == "cuda":
+        raise UnsupportedError("fit: batch_size runs on the cpu and parallel targets (and with Dask data)")
 
 
 def _check_sample_axes(plan: Any) -> None:

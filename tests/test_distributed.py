@@ -112,3 +112,29 @@ def test_killing_a_worker_does_not_change_the_result(sine_data, cubic, local_fit
     killer.join()
     assert victim not in client.run(os.getpid).values()  # the worker really died (and was replaced)
     assert_same_run(res, local_fit)
+
+
+def test_mini_batches_are_seeded_groups_of_chunks(sine_data):
+    """batch_size=500 on 250-sample chunks: 2 chunks a step, drawn per epoch from (seed, epoch)."""
+    x, y = gc.data("x"), gc.data("y")
+    a, b = gc.params("a b")
+    loss = gc.mean((a + b * x - y) ** 2)
+    xs, ys = sine_data
+    kw = dict(init={"a": 0.0, "b": 0.0}, optimizer=gc.SGD(lr=0.1), steps=10, log_every=1,
+              batch_size=500, shuffle=True, seed=3)
+    res = gc.fit(loss, data=chunked(sine_data), **kw)
+    again = gc.fit(loss, data=chunked(sine_data), **kw)
+    assert again.history == res.history and again.params == res.params
+    # the same steps in plain numpy: 8 chunks, 4 groups of 2 per epoch
+    p, history = np.array([0.0, 0.0]), []
+    for t in range(10):
+        epoch, group = divmod(t, 4)
+        order = np.random.default_rng([3, epoch]).permutation(8)
+        idx = np.concatenate([np.arange(250 * j, 250 * j + 250) for j in order[2 * group: 2 * group + 2]])
+        r = p[0] + p[1] * xs[idx] - ys[idx]
+        history.append((t, np.mean(r**2)))
+        p = p - 0.1 * np.array([np.mean(2 * r), np.mean(2 * r * xs[idx])])
+    np.testing.assert_allclose([v for _, v in res.history], [v for _, v in history], rtol=1e-12)
+    np.testing.assert_allclose([res.params["a"], res.params["b"]], p, rtol=1e-12)
+    epochs = gc.fit(loss, data=chunked(sine_data), **{**kw, "steps": None, "epochs": 2})
+    assert epochs.steps == 8

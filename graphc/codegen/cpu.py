@@ -22,6 +22,12 @@ class CpuEmitter:
     batches = False  # emit train_batches too (fit with batch_size)
     jit = "@numba.njit(**OPTS)"
     evaluate_jit = "@numba.njit(**OPTS)"
+    MAX_INLINE_ARGS = 30  # CPython passes more arguments as a tuple, which Numba cannot inline
+
+    def helper_jit(self, nargs: int) -> str:
+        """sums_k, finish and update are compiled into their caller (one Numba compile for
+        evaluate or train, not one per function) when their call can be inlined."""
+        return '@numba.njit(inline="always", **OPTS)' if nargs <= self.MAX_INLINE_ARGS else self.jit
 
     def __init__(self, plan: Plan, dtype: str, optimizer: object | None = None) -> None:
         self.plan, self.dtype, self.optimizer = plan, dtype, optimizer
@@ -104,7 +110,7 @@ class CpuEmitter:
 
     def loop_signature(self, k: int, m: int) -> list[str]:
         return [
-            self.jit,
+            self.helper_jit(len(self.plan.data) + 6),
             f"def sums_{k}(lo, hi, n, {self.args}, theta, acc, out):",
             f'    """Pass {k} over samples lo..hi-1 of n: writes its {m} sum(s) to out[0:{m}]."""',
         ]
@@ -156,7 +162,7 @@ class CpuEmitter:
         """From the pass sums in acc to the loss and gradient (also run by graphc.distributed)."""
         plan = self.plan
         lines = [
-            self.jit,
+            self.helper_jit(sum(N not in d.shape for d in self.plan.data) + 4),
             f"def finish(n, {self.fixed_args + ', ' if self.fixed_args else ''}theta, acc, grad):",
             f'    """Loss from the sums in acc over n samples; writes d(loss)/d(theta[0:{plan.n_grads}]) into grad."""',
         ]
@@ -172,7 +178,7 @@ class CpuEmitter:
         """One optimizer step as its own function (the training loop and graphc.distributed call it)."""
         opt, plan = self.optimizer, self.plan
         lines = [
-            self.jit,
+            self.helper_jit(5),
             "def update(theta, grad, hyper, state, count):",
             f'    """One optimizer step in place (count: the 1-based step number). {opt.formula}"""',
         ]

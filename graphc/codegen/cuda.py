@@ -82,6 +82,9 @@ def {after_step}(loss, step, count, log_every, history, stopped, theta, grad, hy
 class CudaEmitter(CpuEmitter):
     target = "cuda"
     jit = "@cuda.jit(device=True)"
+
+    def helper_jit(self, nargs: int) -> str:
+        return self.jit
     kernel = "@cuda.jit(**OPTS)"
 
     def __init__(self, plan, dtype: str, optimizer: object | None = None, threads: int | None = None) -> None:

@@ -26,6 +26,8 @@ os.environ.setdefault("GRAPHC_CACHE_DIR", tempfile.mkdtemp(prefix="graphc-test-c
 
 import graphc as gc  # noqa: E402
 
+from .gradcheck import directional_derivatives  # noqa: E402
+
 # ---- hypothesis profiles ------------------------------------------------------------------
 _COMMON = dict(deadline=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -303,19 +305,7 @@ def n_samples(bindings: dict) -> int:
 def directional_check(f, bindings: dict, wrt: list[str], loss_scale: float, rtol: float = 1e-6,
                       seed: int = 0) -> tuple[float, float]:
     """(L(p + eps v) - L(p - eps v)) / 2 eps == <grad L(p), v> for a random direction v (STYLE.md)."""
-    rng = np.random.default_rng(seed)
-    r = f(bindings)
-    direction = {k: rng.standard_normal(np.shape(bindings[k])) for k in wrt}
-    eps = 1e-6 * max(1.0, *(float(np.max(np.abs(bindings[k]))) for k in wrt))
-
-    def moved(sign: float) -> float:
-        shifted = dict(bindings)
-        for k in wrt:
-            shifted[k] = np.asarray(bindings[k], dtype=float) + sign * eps * direction[k]
-        return f(shifted).loss
-
-    numeric = (moved(1.0) - moved(-1.0)) / (2 * eps)
-    analytic = sum(float(np.sum(np.asarray(r.grads[k]) * direction[k])) for k in wrt)
+    numeric, analytic, _, eps = directional_derivatives(f, bindings, wrt, seed)
     n = n_samples(bindings)
     roundoff = 1e-15 * (loss_scale + 1e-3 * n) / eps  # a few ulps of the loss, divided by the step
     bound = rtol * max(abs(numeric), abs(analytic)) + 10 * roundoff

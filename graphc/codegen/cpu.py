@@ -200,14 +200,7 @@ class CpuEmitter:
             f"    grad = np.zeros({plan.n_grads})",
             f"    acc = np.zeros({len(plan.accumulators)})",
             "    for step in range(steps):",
-            "        loss = evaluate(*data, theta, grad, acc)",
-            "        if step % log_every == log_every - 1:",
-            "            history[step // log_every] = loss",
-            "        if not math.isfinite(loss):",
-            "            return step",
-            "        count += 1",
-            "        update(theta, grad, hyper, state, count)",
-            "    return steps",
+            *self.step_lines("evaluate(*data, theta, grad, acc)"),
         ])
 
     def train_batches(self) -> str:
@@ -236,7 +229,14 @@ class CpuEmitter:
             "            order = np.random.permutation(n)",
             "        lo = (count % nb) * batch",
             "        take = order[lo:min(n, lo + batch)]",
-            f"        loss = evaluate({batch_args}, theta, grad, acc)",
+            *self.step_lines(f"evaluate({batch_args}, theta, grad, acc)"),
+        ])
+
+    @staticmethod
+    def step_lines(evaluate: str) -> list[str]:
+        """The rest of a training step (both loops): log, stop if not finite, update."""
+        return [
+            f"        loss = {evaluate}",
             "        if step % log_every == log_every - 1:",
             "            history[step // log_every] = loss",
             "        if not math.isfinite(loss):",
@@ -244,4 +244,4 @@ class CpuEmitter:
             "        count += 1",
             "        update(theta, grad, hyper, state, count)",
             "    return steps",
-        ])
+        ]

@@ -20,10 +20,8 @@ SGD = gc.SGD(lr=1e-6, momentum=0.5)
 
 
 @pytest.fixture(scope="module")
-def loss():
-    x, y = gc.data("x"), gc.data("y")
-    a, b, c, d = gc.params("a b c d")
-    return gc.sum((a + b * x + c * x**2 + d * x**3 - y) ** 2)
+def loss(cubic):
+    return cubic  # conftest's tutorial cubic
 
 
 @pytest.fixture(scope="module")

@@ -39,15 +39,15 @@ def problem(n: int, widths: tuple, dtype: str, seed: int = 0):
     return feats, y, model, init
 
 
-def bench_graphc(feats, y, model, init, steps, dtype, target="cpu"):
+def bench_graphc(feats, y, model, init, steps, dtype, target="cpu", schedule="auto"):
     X, Y = gc.data("X", shape=(None, feats.shape[1])), gc.data("y")
     loss = nn.mse_loss(gc.flatten(model(X)), Y, reduction="sum")
     start = time.perf_counter()
     gc.fit(loss, data={"X": feats, "y": y}, init=init, optimizer=gc.SGD(lr=LR), steps=1, dtype=dtype,
-           target=target)
+           target=target, schedule=schedule)
     compile_s = time.perf_counter() - start
     res = gc.fit(loss, data={"X": feats, "y": y}, init=init, optimizer=gc.SGD(lr=LR), steps=steps,
-                 log_every=steps, dtype=dtype, target=target)
+                 log_every=steps, dtype=dtype, target=target, schedule=schedule)
     return res.seconds / steps, res.loss, compile_s
 
 

@@ -10,11 +10,12 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import autodiff, codegen, cuda_runtime, distributed, explain, loader, schedule, threads
-from .errors import GraphcError
+from . import autodiff, blocked, codegen, cuda_runtime, distributed, explain, loader, threads
+from .blocked import BlockPlan
+from .errors import GraphcError, UnsupportedError
 from .graph import Graph, Node, format_shape
 from .runtime import Result, bind_data, check_names, merge, pack_params, unpack
-from .schedule import Plan
+from .schedule import Plan, fuse
 
 _PLANS: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
 
@@ -31,17 +32,25 @@ class Timings(dict):
             self[name] = self.get(name, 0.0) + time.perf_counter() - start
 
 
-def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", dtype: str = "float64") -> "Compiled":
-    """Build graph -> differentiate -> schedule -> emit -> load. Each line is one stage."""
+def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", dtype: str = "float64",
+            schedule: str = "auto") -> "Compiled":
+    """Build graph -> differentiate -> schedule -> emit -> load. Each line is one stage.
+
+    ``schedule``: "fused" (one unrolled loop body per sample), "blocked" (blocks of samples
+    as arrays, dense products; for wide layers) or "auto" (blocked when a per-sample
+    contraction has a weight of blocked.WIDE or more elements; see docs/design.md)."""
     timings = Timings()
-    plan = make_plan(loss, wrt, timings)                            # graph, autodiff, schedule
+    plan = make_plan(loss, wrt, timings, schedule, target)          # graph, autodiff, schedule
     with timings.stage("codegen"):
         source = codegen.emit(plan, target, codegen.check_dtype(dtype))  # readable Python for Numba
     return Compiled(plan, source, target, dtype, timings)          # loaded (and cached) by loader
 
 
-def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings) -> Plan:
-    """Graph and gradients lowered and fused; memoised per (loss, wrt) in this process."""
+def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule: str = "auto",
+              target: str = "cpu") -> Plan | BlockPlan:
+    """Graph and gradients lowered and scheduled; memoised per (loss, wrt, schedule)."""
+    if schedule not in blocked.SCHEDULES:
+        raise GraphcError(f"unknown schedule {schedule!r}; choose one of {', '.join(blocked.SCHEDULES)}")
     with timings.stage("graph"):
         graph = Graph.from_outputs(loss)
         if loss.shape != ():
@@ -50,16 +59,30 @@ def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings) -> Plan:
                 "reduce it with gc.sum or gc.mean"
             )
         wrt = resolve_wrt(graph, wrt)
+    memo = _PLANS.setdefault(loss, {})
     key = tuple(id(p) for p in wrt)
-    cached = _PLANS.setdefault(loss, {}).get(key)
+    grads = memo.get(key)
+    if grads is None:
+        with timings.stage("autodiff"):
+            grads = memo[key] = autodiff.gradients(loss, wrt)
+    kind = blocked.choose(loss, grads, target) if schedule == "auto" else schedule
+    cached = memo.get((key, kind))
     if cached is not None:
         return cached
-    with timings.stage("autodiff"):
-        grads = autodiff.gradients(loss, wrt)
-    plan = schedule.fuse(loss, wrt, grads, graph.params, graph.data, timings)  # times schedule and cse
+    if kind == "blocked":
+        with timings.stage("schedule"):
+            plan = blocked.plan(loss, wrt, grads, graph.params, graph.data)
+    else:
+        try:
+            plan = fuse(loss, wrt, grads, graph.params, graph.data, timings)  # times schedule and cse
+        except UnsupportedError:  # too many scalar terms to unroll
+            if schedule != "auto" or target == "cuda":
+                raise
+            with timings.stage("schedule"):
+                plan = blocked.plan(loss, wrt, grads, graph.params, graph.data)
     for name in plan.zero_grads:
         warnings.warn(f"the loss does not depend on parameter {name!r}; its gradient is zero", stacklevel=3)
-    _PLANS[loss][key] = plan
+    memo[(key, kind)] = plan
     return plan
 
 
@@ -108,15 +131,29 @@ class Compiled:
     def inputs(self) -> list[str]:
         return [d.name for d in self.plan.data]
 
+    @property
+    def schedule(self) -> str:
+        """The schedule the plan was made with: "fused" or "blocked"."""
+        return self.plan.kind
+
     # ---- inspection (graphc/explain.py) ----
+    def _scalar_plan(self, what: str) -> Plan:
+        if self.plan.kind != "fused":
+            raise UnsupportedError(
+                f"{what} shows the scalar SymPy expressions of the fused schedule; this graph was "
+                "compiled with schedule='blocked' (tensor level, no per-element expressions): read "
+                "f.source, or compile with schedule='fused' if the layers are narrow enough"
+            )
+        return self.plan
+
     @property
     def gradients(self) -> dict[str, Any]:
         """d(loss)/d(p) per parameter as SymPy, for one sample when the loss sums over samples."""
-        return explain.gradients(self.plan)
+        return explain.gradients(self._scalar_plan("f.gradients"))
 
     def latex(self) -> str:
         """The loss and its gradients as LaTeX (an ``aligned`` block)."""
-        return explain.latex(self.plan)
+        return explain.latex(self._scalar_plan("f.latex()"))
 
     @property
     def graph(self) -> str:
@@ -126,7 +163,7 @@ class Compiled:
     @property
     def stats(self) -> explain.Stats:
         """Ops per sample before and after CSE, bytes read per sample, roofline step time."""
-        return explain.stats(self.plan, self.dtype)
+        return explain.stats(self._scalar_plan("f.stats"), self.dtype)
 
     def export(self, path: str, optimizer: Any = None) -> str:
         """Write a standalone .py (numpy + numba only) that reproduces this computation."""
@@ -149,7 +186,7 @@ class Compiled:
             return distributed.evaluate(self, given)
         arrays, theta = self.bind(given)
         grad = np.zeros(self.plan.n_grads)
-        acc = np.zeros(len(self.plan.accumulators))
+        acc = np.zeros(self.plan.n_acc)
         loss = self.run(self.module.evaluate, *arrays, theta, grad, acc)
         return Result(float(loss), unpack(self.plan, grad, [p.name for p in self.plan.wrt]))
 

@@ -74,7 +74,7 @@ class DaskProgram:
         self.blocks = self._blocks(arrays, chunks)
         self.fixed = [as_float_array(d.name, data[d.name], self.dtype) for d in self.plan.data if N not in d.shape]
         self.source = compiled.source
-        self.offsets = np.cumsum([0] + [len(loop.accumulators) for loop in self.plan.loops])
+        self.offsets = np.cumsum([0] + self.plan.pass_sizes)
 
     def _align(self, da: Any, data: Mapping[str, Any]) -> tuple[int, list, tuple]:
         sample = [d for d in self.plan.data if N in d.shape]
@@ -141,8 +141,8 @@ class DaskProgram:
         rows = range(len(self.blocks)) if rows is None else rows
         n = int(sum(self.chunks[j] for j in rows))
         acc = np.zeros(int(self.offsets[-1]))
-        for k, loop in enumerate(self.plan.loops):
-            m, graph = len(loop.accumulators), dict(self.graph)
+        for k, m in enumerate(self.plan.pass_sizes):
+            graph = dict(self.graph)
             snapshot = acc.copy()
             keys, name = [], f"graphc-sums-{uuid.uuid4().hex}"  # fresh keys: a cluster may still hold old ones
             for j in rows:

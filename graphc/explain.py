@@ -377,7 +377,7 @@ def export(source: str, plan: Plan, dtype: str, path: str | Path, optimizer: Any
         dtype=dtype,
         params=repr({name: (off, tuple(shape)) for name, (off, shape) in plan.layout.items()}),
         wrt=repr([p.name for p in plan.wrt]),
-        n_grads=plan.n_grads, n_acc=len(plan.accumulators), n_theta=plan.n_theta,
+        n_grads=plan.n_grads, n_acc=plan.n_acc, n_theta=plan.n_theta,
         args="".join(f"{n}, " for n in names),
         arrays="".join(f"np.ascontiguousarray({n}, dtype=DTYPE), " for n in names),
     )

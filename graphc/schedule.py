@@ -69,6 +69,16 @@ class Plan:
     outputs: list[sp.Expr]  # [loss, dloss/dtheta[0], ...] over finish/accumulator symbols
     zero_grads: list[str]  # wrt parameters the loss does not depend on
     n_terms: int = 0
+    kind = "fused"  # the schedule (blocked.BlockPlan is the other)
+
+    @property
+    def pass_sizes(self) -> list[int]:
+        """Sums written by each pass over the samples (their slots in ``acc``, in order)."""
+        return [len(loop.accumulators) for loop in self.loops]
+
+    @property
+    def n_acc(self) -> int:
+        return len(self.accumulators)
 
     @property
     def n_grads(self) -> int:
@@ -117,7 +127,7 @@ class Lowering:
                 if self.terms > MAX_TERMS:
                     raise UnsupportedError(
                         f"the graph has more than {MAX_TERMS} scalar terms per sample at "
-                        f"{n.label()} {format_shape(n.shape)}; layers this wide need a blocked schedule"
+                        f"{n.label()} {format_shape(n.shape)}; layers this wide need schedule='blocked'"
                     )
         return self.memo[id(node)]
 
@@ -240,7 +250,7 @@ class Lowering:
             term = sp.Mul(*[e[tuple(at[c] for c in s if c in at)] for s, e in zip(subs, ins)])
             groups.setdefault(tuple(at[c] for c in out if c in at), []).append(term)
         if sum(len(t) for t in groups.values()) > MAX_TERMS:
-            raise UnsupportedError(f"einsum {node.label()} is too large for the unrolled schedule")
+            raise UnsupportedError(f"einsum {node.label()} is too large for the fused schedule; use schedule='blocked'")
         if over_samples:
             return {k: self.accumulate(sp.Add(*t), node) for k, t in groups.items()}
         wide = len(groups) >= TEMP_MIN_OUTPUTS

@@ -86,6 +86,7 @@ def fit(
     shuffle: bool = False,
     seed: int = 0,
     epochs: int | None = None,
+    schedule: str = "auto",
 ) -> FitResult:
     """Train the parameters of ``loss`` with ``optimizer`` for ``steps`` steps.
 
@@ -103,13 +104,16 @@ def fit(
     ``shuffle=True`` draws a permutation per epoch from (``seed``, epoch). ``epochs=E``
     runs E * nb steps instead of ``steps`` (default 1000). With Dask data a batch is a
     group of whole chunks (see graphc.distributed.trainer).
+
+    ``schedule``: "auto", "fused" or "blocked", as in ``gc.compile``.
     """
     optimizer = SGD(lr=1e-3) if optimizer is None else optimizer
     _check_batches(batch_size, shuffle, seed, epochs, steps, target, data)
     steps = 1000 if steps is None and epochs is None else steps
     _check_args(0 if steps is None else steps, log_every, data, init, callback, tol)
     dask = isinstance(data, Mapping) and distributed.uses_dask(data)
-    compiled = _compiled(loss, wrt, target, dtype, optimizer, batches=batch_size is not None and not dask)
+    compiled = _compiled(loss, wrt, target, dtype, optimizer, batches=batch_size is not None and not dask,
+                         schedule=schedule)
     plan = compiled.plan
     check_names(plan, {**data, **init}, [])
     _check_split(plan, data, init)
@@ -340,15 +344,17 @@ def _check_sample_axes(plan: Any) -> None:
 
 
 def _compiled(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, optimizer: Any,
-              batches: bool = False) -> Compiled:
+              batches: bool = False, schedule: str = "auto") -> Compiled:
     if not all(hasattr(optimizer, a) for a in ("hyper", "slots", "formula")):
         raise GraphcError(f"optimizer must be a graphc optimizer such as gc.SGD(lr=...), got {optimizer!r}")
     timings = Timings()
     if getattr(optimizer, "second_order", False):
+        if schedule == "blocked":
+            raise UnsupportedError(f"{type(optimizer).__name__} needs the exact Hessian: use schedule='fused'")
         with timings.stage("autodiff"):
             plan = hessian_plan(loss, wrt)
     else:
-        plan = make_plan(loss, wrt, timings)
+        plan = make_plan(loss, wrt, timings, schedule, target)
     with timings.stage("codegen"):
         source = codegen.emit(plan, target, codegen.check_dtype(dtype), optimizer, batches)
     compiled = Compiled(plan, source, target, dtype, timings, stem="graphc_fit")

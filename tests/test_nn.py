@@ -27,8 +27,11 @@ def only(names: list, name: str) -> np.ndarray:
 
 
 # ---- structural ops ------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def structural():
+SCHEDULES = ["fused", "blocked"]  # every check runs on both schedules (independent printers)
+
+
+@pytest.fixture(scope="module", params=SCHEDULES)
+def structural(request):
     X = gc.data("X", shape=(None, 3))
     x = gc.data("x")
     W, M = gc.param("W", (4, 3)), gc.param("M", (3, 3))
@@ -54,7 +57,7 @@ def structural():
         "stop_gradient": gc.sum(gc.stop_gradient(h) * h),
     }
     loss, names = weighted(terms)
-    f = gc.compile(loss)
+    f = gc.compile(loss, schedule=request.param)
     rng = np.random.default_rng(1)
     base = {"X": rng.standard_normal((N, 3)), "x": rng.standard_normal(N)}
     for node in (W, M, b, v, c, r):
@@ -117,8 +120,8 @@ def test_concatenate_errors():
 LOSSES = ["mse", "l1", "huber", "bce", "ce"]
 
 
-@pytest.fixture(scope="module")
-def networks():
+@pytest.fixture(scope="module", params=SCHEDULES)
+def networks(request):
     X = gc.data("X", shape=(None, 3))
     y = gc.data("y")
     T = gc.data("T", shape=(None, 3))  # one-hot class targets
@@ -136,7 +139,7 @@ def networks():
         terms[f"bce_{red}"] = nn.binary_cross_entropy_with_logits(z[:, 0] * 4, (y > 0) * 1.0, reduction=red)
         terms[f"ce_{red}"] = nn.cross_entropy(z * 3, T, reduction=red)
     loss, names = weighted(terms)
-    f = gc.compile(loss)
+    f = gc.compile(loss, schedule=request.param)
     rng = np.random.default_rng(2)
     Xs = rng.standard_normal((N, 3))
     base = {"X": Xs, "y": rng.standard_normal(N), "T": nn.one_hot(rng.integers(0, 3, N), 3)}

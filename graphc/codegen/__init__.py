@@ -20,6 +20,7 @@ def emit(plan: Plan, target: str = "cpu", dtype: str = "float64", optimizer: obj
          batches: bool = False) -> str:
     """The generated module for ``plan`` on ``target`` (with a training loop if ``optimizer``;
     ``batches``: also the mini-batch loop ``train_batches``, cpu and parallel only)."""
+    from .blocked import BlockedCpuEmitter, BlockedParallelEmitter
     from .cpu import CpuEmitter
     from .cuda import CudaEmitter
     from .parallel import ParallelEmitter
@@ -27,6 +28,10 @@ def emit(plan: Plan, target: str = "cpu", dtype: str = "float64", optimizer: obj
     emitters = {"cpu": CpuEmitter, "parallel": ParallelEmitter, "cuda": CudaEmitter}
     if target not in emitters:
         raise TargetError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if plan.kind == "blocked":
+        if target == "cuda":
+            raise TargetError("schedule='blocked' runs on the cpu and parallel targets; use schedule='fused' on cuda")
+        emitters = {"cpu": BlockedCpuEmitter, "parallel": BlockedParallelEmitter}
     emitter = emitters[target](plan, dtype, optimizer)
     emitter.batches = batches and optimizer is not None
     body = emitter.module()

@@ -33,16 +33,14 @@ class CpuEmitter:
         self.plan, self.dtype, self.optimizer = plan, dtype, optimizer
         self.printer = printer()
         self.args = ", ".join(spell(d.name) for d in plan.data)
-        offsets, off = [], 0
-        for loop in plan.loops:
-            offsets.append(off)
-            off += len(loop.accumulators)
-        self.offsets = offsets
-        self.acc_index = {a.symbol: i for i, a in enumerate(plan.accumulators)}
+        self.sizes = plan.pass_sizes  # sums written by each pass over the samples
+        self.offsets = [sum(self.sizes[:k]) for k in range(len(self.sizes))]
+        fused = plan.kind == "fused"
+        self.acc_index = {a.symbol: i for i, a in enumerate(plan.accumulators)} if fused else {}
 
     # ---- the module ----
     def module(self) -> str:
-        functions = [self.loop_function(k, loop) for k, loop in enumerate(self.plan.loops)]
+        functions = [self.pass_function(k) for k in range(len(self.sizes))]
         functions += [self.finish(), self.evaluate()]
         if self.optimizer is not None:
             functions += [self.update(), self.train()]
@@ -118,6 +116,9 @@ class CpuEmitter:
     def out_slot(self, j: int) -> str:
         return f"out[{j}]"
 
+    def pass_function(self, k: int) -> str:
+        return self.loop_function(k, self.plan.loops[k])
+
     def loop_function(self, k: int, loop: Loop) -> str:
         used = set().union(*(e.free_symbols for _, e in loop.invariants + loop.body), *(s.free_symbols for s in loop.sums))
         lines = self.loop_signature(k, len(loop.accumulators))
@@ -136,8 +137,8 @@ class CpuEmitter:
         lines += [f"    {self.out_slot(j)} = {a.symbol}" for j, a in enumerate(loop.accumulators)]
         return "\n".join(lines)
 
-    def run_loop(self, k: int, loop: Loop) -> list[str]:
-        off, m = self.offsets[k], len(loop.accumulators)
+    def run_loop(self, k: int) -> list[str]:
+        off, m = self.offsets[k], self.sizes[k]
         return [f"    sums_{k}(0, n, n, {self.args}, theta, acc, acc[{off}:{off + m}])"]
 
     # ---- loss and gradient at theta ----
@@ -149,8 +150,8 @@ class CpuEmitter:
             f'    """Loss at theta; writes d(loss)/d(theta[0:{plan.n_grads}]) into grad."""',
             self.n_line("    ") if plan.sample_data else "    n = 0",
         ]
-        for k, loop in enumerate(plan.loops):
-            lines += self.run_loop(k, loop)
+        for k in range(len(self.sizes)):
+            lines += self.run_loop(k)
         lines.append(f"    return finish(n, {self.fixed_args + ', ' if self.fixed_args else ''}theta, acc, grad)")
         return "\n".join(lines)
 
@@ -198,7 +199,7 @@ class CpuEmitter:
             "def train(data, theta, hyper, state, count, steps, log_every, history):",
             '    """Run `steps` optimizer steps on theta and state in place; returns the steps done."""',
             f"    grad = np.zeros({plan.n_grads})",
-            f"    acc = np.zeros({len(plan.accumulators)})",
+            f"    acc = np.zeros({plan.n_acc})",
             "    for step in range(steps):",
             *self.step_lines("evaluate(*data, theta, grad, acc)"),
         ])
@@ -219,7 +220,7 @@ class CpuEmitter:
             f"    n = {first}.shape[0]",
             "    nb = (n + batch - 1) // batch",
             f"    grad = np.zeros({plan.n_grads})",
-            f"    acc = np.zeros({len(plan.accumulators)})",
+            f"    acc = np.zeros({plan.n_acc})",
             "    order = np.arange(n)",
             "    epoch = -1",
             "    for step in range(steps):",

@@ -8,7 +8,6 @@ variables to analyse, so compile time does not grow with the parameter count.
 
 from __future__ import annotations
 
-from ..schedule import Loop
 from .cpu import CpuEmitter
 
 BLOCK = 16384  # samples per block; below this many samples the serial loop runs
@@ -20,14 +19,14 @@ class ParallelEmitter(CpuEmitter):
     @property
     def evaluate_jit(self) -> str:
         # no pass over the samples (the loss ignores them): parallel=True would only warn
-        return "@numba.njit(parallel=True, **OPTS)" if self.plan.loops else self.jit
+        return "@numba.njit(parallel=True, **OPTS)" if self.sizes else self.jit
 
     def options(self) -> str:
         block = f"BLOCK = {BLOCK}  # samples per block: fixed, so results do not depend on the thread count"
         return super().options() + "\n" + block
 
-    def run_loop(self, k: int, loop: Loop) -> list[str]:
-        off, m = self.offsets[k], len(loop.accumulators)
+    def run_loop(self, k: int) -> list[str]:
+        off, m = self.offsets[k], self.sizes[k]
         call = f"sums_{k}(blk * BLOCK, min(n, blk * BLOCK + BLOCK), n, {self.args}, theta, acc, part[blk])"
         return [
             "    if n <= BLOCK:",

@@ -1,0 +1,558 @@
+"""Blocked target code: a BlockPlan printed as loops over blocks of samples.
+
+Inside ``sums_k`` the samples lo..hi-1 are visited ``ROWS`` at a time. Each per-sample
+node the plan keeps in memory gets one scratch array of shape ``(ROWS, *fixed dims)``,
+allocated once per call; a contraction is one ``np.dot`` on those arrays (BLAS) or,
+without SciPy, a printed loop nest; an elementwise chain is one loop nest whose body SymPy
+prints (with ``sympy.cse``); a sum over the samples adds each block into an accumulator
+(a float64 scalar or array) that is written to ``out`` at the end. ``finish`` reads the
+accumulators back from ``acc`` and writes the gradients. Index names: ``i0`` the first
+sample of the block, ``rows`` its length, ``i`` the sample in the block, ``j0, j1, ...``
+the fixed axes. Everything else (evaluate, the training loops, the parallel driver) is the
+CPU emitter's, unchanged: the functions have the same signatures.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Callable, Sequence
+
+import numpy as np
+import sympy as sp
+from sympy.core.parameters import distribute
+
+from ..blocked import INLINE, BlockPlan, fixed_shape, per_sample
+from ..errors import UnsupportedError
+from ..graph import N, Node, spell
+from ..ops import expression_string
+from ..schedule import N_SYMBOL, _broadcast_map
+from .cpu import CpuEmitter
+from .parallel import ParallelEmitter
+
+
+def _sym(text: str) -> sp.Symbol:
+    return sp.Symbol(text, real=True)
+
+
+def _number(v: float) -> sp.Expr:
+    v = float(v)
+    return sp.Integer(int(v)) if v.is_integer() and abs(v) < 2**53 else sp.Float(v)
+
+
+def _loop_names(k: int) -> list[str]:
+    return [f"j{a}" for a in range(k)]
+
+
+class Writer:
+    """Prints the nodes one function needs: ``prologue`` (parameters, loaded sums, scratch,
+    loop-invariant values), ``block`` (inside the loop over blocks), ``tail``."""
+
+    def __init__(self, emitter: "BlockedMixin", current_pass: int | None, materialize: set[int]) -> None:
+        self.e, self.plan = emitter, emitter.plan
+        self.materialize = materialize
+        self.canon: dict[str, str] = {}  # elementwise array -> the element text its loop writes
+        self.current = current_pass  # None: finish (no per-sample values)
+        self.var: dict[int, str] = {}
+        self.known: dict[sp.Expr, sp.Symbol] = {}
+        self.prologue: list[str] = []
+        self.block: list[str] = []
+        self.zero: list[str] = []  # accumulators set to zero before the blocks
+        self.names = emitter.names
+
+    # ---- element expressions ----
+    def at(self, node: Node, idx: Sequence) -> sp.Expr:
+        var = self.var[id(node)]
+        parts = (["i"] if per_sample(node) else []) + [str(k) for k in idx]
+        return _sym(f"{var}[{', '.join(parts)}]") if parts else _sym(var)
+
+    def elem(self, node: Node, idx: Sequence) -> sp.Expr:
+        """``node``'s element at fixed index ``idx`` (texts or ints; sample ``i`` implied)."""
+        self.need(node)
+        if id(node) in self.var:
+            return self.at(node, idx)
+        return self.inline(node, idx)
+
+    def inline(self, node: Node, idx: Sequence) -> sp.Expr:
+        """The element computed from ``node``'s inputs (leaves: read where they live)."""
+        op = node.op
+        if op == "data":
+            fixed = iter(idx)
+            parts = ["i0 + i" if d is N else str(next(fixed)) for d in node.shape]
+            return _sym(f"{spell(node.name)}[{', '.join(parts) if parts else '()'}]")
+        if op == "const":
+            value = np.asarray(node.attr("value"))
+            if value.ndim == 0:
+                return _number(value)
+            return _sym(f"{self.e.constant(value)}[{', '.join(map(str, idx))}]")
+        if op == "count":
+            return N_SYMBOL
+        if op == "elementwise":
+            fn = node.attr("fn")
+            args = [self.elem(x, _broadcast_map(node.shape, x.shape)(tuple(idx))) for x in node.inputs]
+            with distribute(bool(fn.expr.atoms(sp.Function))):
+                return fn.expr.xreplace(dict(zip(fn.args, args)))
+        if op == "broadcast_to":
+            x = node.inputs[0]
+            return self.elem(x, _broadcast_map(node.shape, x.shape)(tuple(idx)))
+        if op == "stop_gradient":
+            return self.elem(node.inputs[0], idx)
+        if op == "transpose":
+            x, perm = node.inputs[0], node.attr("perm")
+            out_fixed = [a for a in range(node.ndim) if node.shape[a] is not N]
+            where = {perm[a]: j for j, a in enumerate(out_fixed)}
+            return self.elem(x, tuple(idx[where[a]] for a in range(x.ndim) if x.shape[a] is not N))
+        if op == "index":
+            return self.elem(node.inputs[0], _index_source(node.inputs[0].shape, node.attr("key"), idx))
+        raise UnsupportedError(f"blocked schedule: cannot inline {op} {node.label()}")  # pragma: no cover
+
+    # ---- making a node available ----
+    def need(self, node: Node) -> None:
+        if id(node) in self.var:
+            return
+        acc = self.plan.acc_of.get(id(node))
+        if acc is not None:
+            if self.current is not None and acc.pass_ >= self.current:
+                raise UnsupportedError(f"blocked schedule: {node.label()} is needed before its pass ends")  # pragma: no cover
+            self.load_sum(node, acc)
+            return
+        if node.op == "param":
+            self.load_param(node)
+            return
+        if node.op in ("data", "const", "count") or (node.op in INLINE and id(node) not in self.materialize):
+            return
+        if per_sample(node) and self.current is None:
+            raise UnsupportedError(f"blocked schedule: {node.label()} varies per sample")  # pragma: no cover
+        self.compute(node)
+
+    def load_param(self, node: Node) -> None:
+        off, shape = self.plan.layout[node.name]
+        name = spell(node.name)
+        size = math.prod(shape)
+        if not shape:
+            self.prologue.append(f"{name} = theta[{off}]")
+        elif len(shape) == 1:
+            self.prologue.append(f"{name} = theta[{off}:{off + size}]")
+        else:
+            self.prologue.append(f"{name} = theta[{off}:{off + size}].reshape({shape})")
+        self.var[id(node)] = name
+
+    def load_sum(self, node: Node, acc) -> None:
+        x = node.inputs[0]
+        scale = ""
+        if node.op == "mean":
+            count = math.prod(x.shape[a] for a in node.attr("axes") if x.shape[a] is not N)
+            scale = " / n" if count == 1 else f" / (n * {count})"
+        if not acc.shape:
+            self.prologue.append(f"{acc.name} = acc[{acc.offset}]{scale}  # {self.e.comment(node)}")
+        else:
+            view = f"acc[{acc.offset}:{acc.offset + acc.size}].reshape({acc.shape})"
+            self.prologue.append(f"{acc.name} = {view}{scale}  # {self.e.comment(node)}")
+        self.var[id(node)] = acc.name
+
+    def new_var(self, node: Node) -> str:
+        name = f"v{self.names[id(node)]}" if id(node) in self.names else None
+        if name is None:
+            self.names[id(node)] = len(self.names)
+            name = f"v{self.names[id(node)]}"
+        return name
+
+    def scratch(self, node: Node, zero: bool = False) -> tuple[str, list[str]]:
+        """A variable for ``node``: a per-block scratch array, a fixed array or a scalar.
+        Returns its name and where its computing lines go."""
+        name, fs = self.new_var(node), fixed_shape(node)
+        if per_sample(node):
+            self.prologue.append(f"{name} = np.empty((ROWS, {', '.join(map(str, fs))}), theta.dtype)"
+                                 if fs else f"{name} = np.empty(ROWS, theta.dtype)")
+            lines = self.block
+            if zero:
+                lines.append(f"{name}[:rows] = 0.0")
+        else:
+            lines = self.prologue
+            if zero:
+                lines.append(f"{name} = np.zeros({fs})" if fs else f"{name} = 0.0")
+            elif fs:
+                lines.append(f"{name} = np.empty({fs})")
+        return name, lines
+
+    def compute(self, node: Node) -> None:
+        for x in node.inputs:
+            self.need(x)
+        op = node.op
+        if op == "reshape":
+            self.reshape(node)
+        elif op == "einsum":
+            self.einsum(node, None)
+        elif op in ("sum", "mean"):
+            self.reduce(node, None)
+        elif op in ("stack", "concatenate", "unindex"):
+            self.gather(node)
+        else:
+            self.elementwise(node)
+
+    # ---- printing loop nests ----
+    def loops(self, lines: list[str], sample: bool, sizes: Sequence[tuple[str, int]], body: list[str]) -> None:
+        indent = ""
+        if sample:
+            lines.append("for i in range(rows):")
+            indent = "    "
+        for name, size in sizes:
+            lines.append(f"{indent}for {name} in range({size}):")
+            indent += "    "
+        lines += [indent + b for b in body]
+
+    def statements(self, target: str, expr: sp.Expr, op: str = "=") -> list[str]:
+        """``target op expr`` with expr's common subexpressions (sympy.cse) first."""
+        pairs, (reduced,) = sp.cse([expr], symbols=sp.numbered_symbols("t", real=True), order="none")
+        lines = [f"{s} = {self.e.expr(v)}" for s, v in pairs]
+        return lines + [f"{target} {op} {self.e.expr(reduced)}"]
+
+    def elementwise(self, node: Node) -> None:
+        fs = fixed_shape(node)
+        idx = _loop_names(len(fs))
+        raw = self.inline(node, idx)
+        expr = raw.xreplace(self.known)
+        name, lines = self.scratch(node)
+        self.var[id(node)] = name
+        lines.append(f"# {self.e.comment(node)}")
+        if not fs and not per_sample(node):
+            lines += self.statements(name, expr)
+        else:
+            target = str(self.at(node, idx))
+            self.loops(lines, per_sample(node), list(zip(idx, fs)), self.statements(target, expr))
+            self.canon[name] = target
+        if raw.has(sp.Function) or raw.is_Pow:  # a later node may share it (tanh' reads tanh)
+            self.known[raw] = self.at(node, idx)
+
+    def reshape(self, node: Node) -> None:
+        x = node.inputs[0]
+        fs, name = fixed_shape(node), self.new_var(node)
+        self.var[id(node)] = name
+        lines = self.block if per_sample(node) else self.prologue
+        src = self.array(x)
+        if src is None:  # an inlined or strided input: copy it out first
+            self.materialize.add(id(x))
+            self.compute(x)
+            src = self.array(x)
+        if per_sample(node):
+            lines.append(f"{name} = {src}.reshape((rows, {', '.join(map(str, fs))}))  # {self.e.comment(node)}"
+                         if fs else f"{name} = {src}.reshape(rows)  # {self.e.comment(node)}")
+        elif not fixed_shape(x):
+            lines.append(f"{name} = np.full({fs}, {src})" if fs else f"{name} = {src}")
+        else:
+            lines.append(f"{name} = {src}.reshape({fs})" if fs else f"{name} = {src}.reshape(1)[0]")
+
+    def array(self, node: Node) -> str | None:
+        """Text of ``node`` as a numpy array (per-sample: the block's rows), or None."""
+        if node.op == "data":
+            if per_sample(node) and node.shape[0] is not N:
+                return None
+            return f"{spell(node.name)}[i0:i0 + rows]" if per_sample(node) else spell(node.name)
+        self.need(node)
+        if node.op == "transpose" and id(node) not in self.var and node.ndim == 2 and not per_sample(node):
+            inner = self.array(node.inputs[0])
+            return None if inner is None else f"{inner}.T"
+        if id(node) not in self.var:
+            return None
+        var = self.var[id(node)]
+        return f"{var}[:rows]" if per_sample(node) else var
+
+    # ---- contractions ----
+    def einsum(self, node: Node, acc) -> None:
+        ins, out = node.attr("ins"), node.attr("out")
+        letters = {c: d for s, x in zip(ins, node.inputs) for c, d in zip(s, x.shape)}
+        sample = [c for c, d in letters.items() if d is N]
+        if len(sample) > 1:
+            raise UnsupportedError(f"blocked schedule: einsum {node.label()} pairs two sample dims")
+        if self.plan.blas and self.gemm(node, acc):
+            return
+        # a printed loop nest: out[o] += a[..] * b[..] over every letter
+        target = acc.name if acc is not None else None
+        if target is None:
+            target, lines = self.scratch(node, zero=True)
+            self.var[id(node)] = target
+        else:
+            lines = self.block
+        fixed = [c for c in out if letters[c] is not N] + [c for c in letters if c not in out and letters[c] is not N]
+        names = {c: f"j{k}" for k, c in enumerate(fixed)}
+        term = sp.Mul(*[self.elem(x, [names[c] for c, d in zip(s, x.shape) if d is not N])
+                        for s, x in zip(ins, node.inputs)]).xreplace(self.known)
+        lines.append(f"# {self.e.comment(node)}")
+        out_idx = [names[c] for c in out if letters[c] is not N]
+        if acc is not None:
+            dest = f"{acc.name}[{', '.join(out_idx)}]" if out_idx else acc.name
+        else:
+            dest = str(self.at(node, out_idx))
+        self.loops(lines, bool(sample), [(names[c], letters[c]) for c in fixed], self.statements(dest, term, "+="))
+
+    def gemm(self, node: Node, acc) -> bool:
+        """``np.dot`` for a two-operand contraction over one letter (a matrix/vector product)."""
+        ins, out = node.attr("ins"), node.attr("out")
+        if len(ins) != 2:
+            return False
+        letters = {c: d for s, x in zip(ins, node.inputs) for c, d in zip(s, x.shape)}
+
+        def layout(sub: str) -> list[str]:  # letters in array order: the sample axis first
+            return [c for c in sub if letters[c] is N] + [c for c in sub if letters[c] is not N]
+
+        a, b, o = layout(ins[0]), layout(ins[1]), layout(out)
+        summed = [c for c in a if c in b and c not in o]
+        free_a, free_b = [c for c in a if c not in b], [c for c in b if c not in a]
+        if len(summed) != 1 or len(free_a) > 1 or len(free_b) > 1 or not free_a + free_b:
+            return False
+        if any(c in a and c in b for c in o) or any(c not in o for c in free_a + free_b):
+            return False
+        if o == free_a + free_b:
+            operands = [(0, a, free_a), (1, b, free_b)]
+        elif o == free_b + free_a:
+            operands = [(1, b, free_b), (0, a, free_a)]
+        else:
+            return False
+        (c,) = summed
+        texts = []
+        for side, (k, lay, free) in enumerate(operands):
+            arr = self.array(node.inputs[k])
+            if arr is None:
+                return False
+            want = [c] if not free else [free[0], c] if side == 0 else [c, free[0]]
+            if lay == want:
+                texts.append(arr)
+            elif lay == want[::-1]:
+                texts.append(arr[:-2] if arr.endswith(".T") else f"{arr}.T")
+            else:
+                return False
+        product = f"np.dot({texts[0]}, {texts[1]})"
+        comment = f"# {self.e.comment(node)}"
+        if acc is not None:
+            self.block += [comment, f"{acc.name} += {product}"]
+        elif per_sample(node):
+            name, lines = self.scratch(node)
+            self.var[id(node)] = name
+            lines += [comment, f"np.dot({texts[0]}, {texts[1]}, {name}[:rows])"]
+        else:
+            name = self.new_var(node)
+            self.var[id(node)] = name
+            self.prologue += [comment, f"{name} = {product}"]
+        return True
+
+    # ---- reductions and gathers ----
+    def reduce(self, node: Node, acc) -> None:
+        """sum/mean: into the accumulator ``acc`` (over the samples) or into a new value."""
+        x = node.inputs[0]
+        axes, keep = node.attr("axes"), node.attr("keepdims")
+        xfs = fixed_shape(x)
+        idx = _loop_names(len(xfs))
+        out_idx, k = [], 0
+        for a, d in enumerate(x.shape):
+            if a in axes:
+                out_idx += ["0"] if keep else []
+            elif d is not N:
+                out_idx.append(idx[k])
+            k += d is not N
+        if acc is not None:
+            lines = self.block
+            dest = f"{acc.name}[{', '.join(out_idx)}]" if acc.shape else acc.name
+        else:
+            name, lines = self.scratch(node, zero=True)
+            self.var[id(node)] = name
+            dest = str(self.at(node, out_idx))
+        term = self.elem(x, idx).xreplace(self.known)
+        lines.append(f"# {self.e.comment(node)}")
+        self.loops(lines, per_sample(x), list(zip(idx, xfs)), self.statements(dest, term, "+="))
+        if acc is None and node.op == "mean":
+            count = math.prod(x.shape[a] for a in axes)
+            lines.append(f"{name}[:rows] /= {count}" if per_sample(node) else f"{name} /= {count}")
+
+    def gather(self, node: Node) -> None:
+        name, lines = self.scratch(node, zero=node.op == "unindex")
+        self.var[id(node)] = name
+        lines.append(f"# {self.e.comment(node)}")
+        fs = fixed_shape(node)
+        if node.op == "unindex":
+            g = node.inputs[0]
+            gfs = fixed_shape(g)
+            idx = _loop_names(len(gfs))
+            dest = self.at(node, _index_source(node.shape, node.attr("key"), idx))
+            self.loops(lines, per_sample(node), list(zip(idx, gfs)), self.statements(str(dest), self.elem(g, idx), "+="))
+            return
+        axis = node.attr("axis")
+        p = sum(1 for a in range(axis) if node.shape[a] is not N)
+        start = 0
+        for k, x in enumerate(node.inputs):
+            width = 1 if node.op == "stack" else x.shape[axis]
+            xfs = fixed_shape(x) if node.op == "concatenate" else fs[:p] + fs[p + 1 :]
+            idx = _loop_names(len(fs))
+            if node.op == "stack":
+                sizes = [(idx[a], d) for a, d in enumerate(fs) if a != p]
+                src_idx = idx[:p] + idx[p + 1 :]
+                dest_idx = idx[:p] + [str(k)] + idx[p + 1 :]
+                src = self.elem(x, src_idx)
+            else:
+                sizes = list(zip(idx, xfs))
+                dest_idx = idx[:p] + [f"{start} + {idx[p]}" if start else idx[p]] + idx[p + 1 :]
+                src = self.elem(x, idx)
+            self.loops(lines, per_sample(node), sizes, self.statements(str(self.at(node, dest_idx)), src))
+            start += width
+
+
+def _index_source(in_shape: tuple, key: tuple, idx: Sequence) -> tuple:
+    """The fixed index of ``x`` that element ``idx`` of ``x[key]`` reads (as texts)."""
+    out, j, axis = [], 0, 0
+    for k in key:
+        if k[0] == "new":
+            j += 1
+            continue
+        dim = in_shape[axis]
+        axis += 1
+        if dim is N:
+            continue
+        if k[0] == "int":
+            out.append(str(k[1]))
+        else:
+            start, step, at = k[1], k[3], idx[j]
+            term = str(at) if step == 1 else f"{step}*{at}"
+            out.append(term if start == 0 else f"{start} + {term}")
+            j += 1
+    return tuple(out)
+
+
+def _copy(dest: str, off: int, shape: tuple, w: Writer, value: Callable[[list[str]], "sp.Expr | str"]) -> list[str]:
+    """``dest[off:off + size] = value`` in C order, as a loop nest (no slice assignment)."""
+    idx = _loop_names(len(shape))
+    strides = [math.prod(shape[a + 1:]) for a in range(len(shape))]
+    flat = " + ".join([str(off)] * bool(off) + [f"{j}*{st}" if st > 1 else j for j, st in zip(idx, strides)])
+    v = value(idx)
+    lines: list[str] = []
+    body = w.statements(f"{dest}[{flat or 0}]", v) if isinstance(v, sp.Basic) else [f"{dest}[{flat or 0}] = {v}"]
+    w.loops(lines, False, list(zip(idx, shape)), body)
+    return lines
+
+
+def _inlinable(w: Writer, lines: list[str]) -> set[str]:
+    """Arrays an elementwise loop wrote that exactly one statement reads, at the element the
+    loop wrote: inline their expression there instead (one loop and one array fewer)."""
+    out = set()
+    for var, canon in w.canon.items():
+        pattern = re.compile(rf"\b{var}\b(\[[^\]]*\])?")
+        skip = (f"{canon} =", f"{var} = np.empty(")  # its own loop and its allocation
+        uses = [m.group(0) for line in lines if not line.strip().startswith(skip) for m in pattern.finditer(line)]
+        if len(uses) == 1 and uses[0] == canon:
+            out.add(var)
+    return out
+
+
+def _refined(make: "Callable[[set[int]], tuple[Writer, list[str]]]", materialize: set[int]) -> list[str]:
+    """Print a function, then reprint it with the arrays only one statement reads inlined."""
+    materialize = set(materialize)
+    for _ in range(8):
+        w, lines = make(materialize)
+        drop = _inlinable(w, lines)
+        if not drop:
+            return lines
+        by_var = {f"v{k}": node_id for node_id, k in w.names.items()}
+        materialize -= {by_var[v] for v in drop}
+    return lines
+
+
+class BlockedMixin:
+    """Overrides the pass functions and finish of an emitter with the blocked ones."""
+
+    plan: BlockPlan
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.names: dict[int, int] = {}
+        self.constants: list[str] = []
+        self._const_ids: dict[bytes, str] = {}
+        for a in self.plan.accumulators:  # a sum that IS an output is named after it
+            for p in self.plan.wrt:
+                if self.plan.grads[p.name] is a.node and a.node.op != "mean":
+                    a.name = f"grad_{spell(p.name)}"
+            if a.node is self.plan.loss and a.node.op != "mean":
+                a.name = "loss"
+
+    def comment(self, node: Node) -> str:
+        shape = ", ".join("N" if d is N else str(d) for d in node.shape)
+        return f"{expression_string(node, 70)}  [{shape}]"
+
+    def constant(self, value: np.ndarray) -> str:
+        key = value.tobytes() + str(value.shape).encode()
+        if key not in self._const_ids:
+            name = f"const{len(self._const_ids)}"
+            self._const_ids[key] = name
+            flat = ", ".join(repr(float(v)) for v in value.ravel())
+            self.constants.append(f"{name} = np.array([{flat}]).reshape({value.shape})")
+        return self._const_ids[key]
+
+    def helper_jit(self, nargs: int) -> str:
+        """Not inlined: a call covers a whole range of blocks, and Numba compiles the pass
+        once for evaluate and the training loops (inlining costs seconds, parallel most)."""
+        return self.jit
+
+    def options(self) -> str:
+        rows = f"ROWS = {self.plan.rows}  # samples per block: each scratch array is (ROWS, width)"
+        return "\n".join([super().options(), rows, *self.constants])  # constants found while printing
+
+    def pass_function(self, k: int) -> str:
+        """sums_k: zero this pass's accumulators, add every block into them, write them to out."""
+        mine = [a for a in self.plan.accumulators if a.pass_ == k]
+        size = sum(a.size for a in mine)
+        lines = self.loop_signature(k, size)
+        lines[2] = (f'    """Pass {k} over samples lo..hi-1 of n, ROWS at a time: writes its '
+                    f'{size} sum(s) to out[0:{size}]."""')
+
+        def make(materialize: set[int]) -> tuple[Writer, list[str]]:
+            w = Writer(self, k, materialize)
+            for a in mine:
+                if a.node.op == "einsum":
+                    for x in a.node.inputs:
+                        w.need(x)
+                    w.einsum(a.node, a)
+                else:
+                    w.reduce(a.node, a)
+            body = w.prologue + [f"{a.name} = np.zeros({a.shape})" if a.shape else f"{a.name} = 0.0" for a in mine]
+            body += ["for i0 in range(lo, hi, ROWS):", "    rows = min(hi - i0, ROWS)"]
+            body += ["    " + s for s in w.block]
+            rel = 0
+            for a in mine:  # element by element: Numba compiles a slice assignment slowly
+                body += _copy("out", rel, a.shape, w, lambda idx, a=a: f"{a.name}[{', '.join(idx)}]" if idx else a.name)
+                rel += a.size
+            return w, body
+
+        return "\n".join(lines + ["    " + s for s in _refined(make, self.plan.materialize)])
+
+    def finish(self) -> str:
+        """The loss and the gradients from the sums in acc (and the parameters)."""
+        plan = self.plan
+
+        def make(materialize: set[int]) -> tuple[Writer, list[str]]:
+            w = Writer(self, None, materialize)
+            body: list[str] = []
+            loss = w.elem(plan.loss, ()).xreplace(w.known)
+            for p in plan.wrt:
+                off, shape = plan.layout[p.name]
+                g = plan.grads[p.name]
+                size = math.prod(shape)
+                if g is None:
+                    body.append(f"# the loss does not depend on {p.name}")
+                    body += _copy("grad", off, shape, w, lambda idx: "0.0")
+                    continue
+                body.append(f"# d(loss)/d({p.name})")
+                body += _copy("grad", off, shape, w, lambda idx, g=g: w.elem(g, idx).xreplace(w.known))
+            tail = w.statements("loss", loss) if loss != sp.Symbol("loss", real=True) else []
+            return w, w.prologue + body + tail + ["return loss"]
+
+        lines = [
+            self.helper_jit(sum(N not in d.shape for d in plan.data) + 4),
+            f"def finish(n, {self.fixed_args + ', ' if self.fixed_args else ''}theta, acc, grad):",
+            f'    """Loss from the sums in acc over n samples; writes d(loss)/d(theta[0:{plan.n_grads}]) into grad."""',
+        ]
+        return "\n".join(lines + ["    " + s for s in _refined(make, plan.materialize)])
+
+
+class BlockedCpuEmitter(BlockedMixin, CpuEmitter):
+    target = "cpu"
+
+
+class BlockedParallelEmitter(BlockedMixin, ParallelEmitter):
+    target = "parallel"

@@ -1,0 +1,175 @@
+"""The blocked schedule (graphc/blocked.py, codegen/blocked.py): wide layers as arrays.
+
+Checked against an independent numpy forward/backward written by hand (not graphc), central
+differences, and the fused schedule where both apply. The structural ops and every gc.nn
+layer and loss also run blocked in tests/test_nn.py (its fixtures take both schedules).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import blocked, nn
+from tests.gradcheck import directional_check
+
+
+def mlp(widths, seed=0):
+    X, y = gc.data("X", shape=(None, widths[0])), gc.data("y")
+    layers = []
+    for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b, name=f"l{k}"))
+        if k < len(widths) - 2:
+            layers.append(nn.Tanh())
+    model = nn.Sequential(*layers)
+    return nn.mse_loss(gc.flatten(model(X)), y, reduction="sum"), model.init(seed)
+
+
+def numpy_mlp(p, X, y, layers):
+    """Loss and gradients of the tanh MLP, backpropagated by hand."""
+    acts = [X]
+    for k in range(layers):
+        z = acts[-1] @ p[f"l{k}.weight"].T + p[f"l{k}.bias"]
+        acts.append(np.tanh(z) if k < layers - 1 else z)
+    r = acts[-1][:, 0] - y
+    g, grads = (2 * r)[:, None], {}
+    for k in reversed(range(layers)):
+        grads[f"l{k}.weight"], grads[f"l{k}.bias"] = g.T @ acts[k], g.sum(0)
+        if k:
+            g = (g @ p[f"l{k}.weight"]) * (1 - acts[k] ** 2)
+    return float(np.sum(r * r)), grads
+
+
+def data(n, d=3, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)), rng.standard_normal(n)
+
+
+@pytest.fixture(scope="module")
+def wide():
+    """3 -> 256 -> 256 -> 1: past what the fused schedule unrolls (it refuses)."""
+    loss, init = mlp((3, 256, 256, 1))
+    return loss, init, gc.compile(loss)
+
+
+def test_auto_picks_blocked_for_wide_layers_and_fused_for_narrow(wide):
+    assert wide[2].schedule == "blocked"
+    narrow, _ = mlp((3, 1))  # the tutorial's Linear(3, 1)
+    assert gc.compile(narrow).schedule == "fused"
+    with pytest.raises(gc.UnsupportedError, match="schedule='blocked'"):
+        gc.compile(wide[0], schedule="fused")
+
+
+def test_wide_mlp_matches_hand_written_backprop(wide):
+    loss, init, f = wide
+    X, y = data(300)  # 300 samples: several blocks and a partial last one
+    r = f(X=X, y=y, **init)
+    ref_loss, ref = numpy_mlp(init, X, y, 3)
+    assert r.loss == pytest.approx(ref_loss, rel=1e-12)
+    for k, g in ref.items():
+        np.testing.assert_allclose(r.grads[k], g, rtol=1e-9, atol=1e-12 * np.abs(g).max(), err_msg=k)
+
+
+def test_wide_mlp_gradient_against_finite_differences(wide):
+    loss, init, f = wide
+    X, y = data(40)
+    directional_check(f, {"X": X, "y": y, **init}, list(init), rtol=1e-6)
+
+
+def test_generated_source_reads_as_blocks(wide):
+    src = wide[2].source
+    assert "for i0 in range(lo, hi, ROWS):" in src
+    assert "np.dot(" in src or not blocked.blas_available()
+    assert "ROWS = " in src and "rows = min(hi - i0, ROWS)" in src
+    assert len(src.splitlines()) < 400  # tensor level: does not grow with the width
+
+
+@pytest.fixture(scope="module")
+def small():
+    loss, init = mlp((3, 8, 1))
+    return loss, init
+
+
+def test_blocked_equals_fused_on_a_narrow_model(small):
+    loss, init = small
+    X, y = data(1000)
+    rf = gc.compile(loss, schedule="fused")(X=X, y=y, **init)
+    rb = gc.compile(loss, schedule="blocked")(X=X, y=y, **init)
+    assert rb.loss == pytest.approx(rf.loss, rel=1e-12)
+    for k in init:
+        np.testing.assert_allclose(rb.grads[k], rf.grads[k], rtol=1e-10, atol=1e-13)
+
+
+def test_blocked_fit_with_minibatches_matches_fused(small):
+    loss, init = small
+    X, y = data(500)
+    kw = dict(data={"X": X, "y": y}, init=init, optimizer=gc.Adam(lr=1e-2), steps=30, log_every=10,
+              batch_size=64, shuffle=True, seed=3)
+    a = gc.fit(loss, schedule="fused", **kw)
+    b = gc.fit(loss, schedule="blocked", **kw)
+    np.testing.assert_allclose([v for _, v in b.history], [v for _, v in a.history], rtol=1e-9)
+    for k in init:
+        np.testing.assert_allclose(b.params[k], a.params[k], rtol=1e-8, atol=1e-12)
+
+
+def test_parallel_blocked_is_deterministic_and_equals_cpu(small):
+    import numba
+
+    loss, init = small
+    X, y = data(40_003)  # three parallel blocks of 16384 samples, the last partial
+    cpu = gc.compile(loss, schedule="blocked")(X=X, y=y, **init)
+    par = gc.compile(loss, schedule="blocked", target="parallel")
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = par(X=X, y=y, **init)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = par(X=X, y=y, **init)
+    finally:
+        numba.set_num_threads(before)
+    assert one.loss == two.loss  # the same bits whatever the thread count
+    for k in init:
+        assert np.array_equal(one.grads[k], two.grads[k])
+        np.testing.assert_allclose(one.grads[k], cpu.grads[k], rtol=1e-10, atol=1e-12)
+    assert one.loss == pytest.approx(cpu.loss, rel=1e-12)
+
+
+def test_float32_blocked_close_to_float64(small):
+    loss, init = small
+    X, y = data(700)
+    r64 = gc.compile(loss, schedule="blocked")(X=X, y=y, **init)
+    r32 = gc.compile(loss, schedule="blocked", dtype="float32")(X=X, y=y, **init)
+    assert r32.loss == pytest.approx(r64.loss, rel=1e-5)
+    for k in init:
+        np.testing.assert_allclose(r32.grads[k], r64.grads[k], rtol=1e-3, atol=1e-4 * np.abs(r64.grads[k]).max())
+
+
+def test_without_scipy_contractions_are_printed_loops(small, monkeypatch):
+    loss, init = small
+    monkeypatch.setattr(blocked, "blas_available", lambda: False)
+    W = gc.param("W", (8, 3))  # a fresh graph: plans are memoised per graph
+    X, y = gc.data("X", shape=(None, 3)), gc.data("y")
+    g = gc.sum((gc.tanh(X @ W.T) @ gc.constant(np.arange(8.0)) - y) ** 2)
+    f = gc.compile(g, schedule="blocked")
+    assert "np.dot" not in f.source
+    Xs, ys = data(200)
+    Ws = np.random.default_rng(0).standard_normal((8, 3))
+    r = f(X=Xs, y=ys, W=Ws)
+    h = np.tanh(Xs @ Ws.T)
+    res = h @ np.arange(8.0) - ys
+    assert r.loss == pytest.approx(np.sum(res**2), rel=1e-12)
+    expected = ((2 * res)[:, None] * np.arange(8.0) * (1 - h**2)).T @ Xs
+    np.testing.assert_allclose(r.grads["W"], expected, rtol=1e-10)
+
+
+def test_schedule_errors(small):
+    loss, _ = small
+    with pytest.raises(gc.GraphcError, match="unknown schedule 'tiled'"):
+        gc.compile(loss, schedule="tiled")
+    with pytest.raises(gc.UnsupportedError, match="fused"):
+        gc.fit(loss, data={"X": np.zeros((3, 3)), "y": np.zeros(3)}, init=mlp((3, 8, 1))[1],
+               optimizer=gc.Newton(), steps=1, schedule="blocked")
+    f = gc.compile(loss, schedule="blocked")
+    with pytest.raises(gc.UnsupportedError, match="schedule='blocked'"):
+        f.gradients

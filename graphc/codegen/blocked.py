@@ -40,8 +40,9 @@ def _number(v: float) -> sp.Expr:
     return sp.Integer(int(v)) if v.is_integer() and abs(v) < 2**53 else sp.Float(v)
 
 
-def _loop_names(k: int) -> list[str]:
-    return [f"j{a}" for a in range(k)]
+def _loop_names(shape: Sequence[int]) -> list[str]:
+    """Index names for the axes of ``shape``: j0, j1, ...; a size-1 axis is just 0."""
+    return [f"j{a}" if d != 1 else "0" for a, d in enumerate(shape)]
 
 
 class Writer:
@@ -52,6 +53,7 @@ class Writer:
         self.e, self.plan = emitter, emitter.plan
         self.materialize = materialize
         self.canon: dict[str, str] = {}  # elementwise array -> the element text its loop writes
+        self.group: dict | None = None  # the loop nest printed last (loops joins it when it can)
         self.current = current_pass  # None: finish (no per-sample values)
         self.var: dict[int, str] = {}
         self.known: dict[sp.Expr, sp.Symbol] = {}
@@ -191,15 +193,33 @@ class Writer:
             self.elementwise(node)
 
     # ---- printing loop nests ----
-    def loops(self, lines: list[str], sample: bool, sizes: Sequence[tuple[str, int]], body: list[str]) -> None:
-        indent = ""
-        if sample:
-            lines.append("for i in range(rows):")
-            indent = "    "
-        for name, size in sizes:
-            lines.append(f"{indent}for {name} in range({size}):")
-            indent += "    "
-        lines += [indent + b for b in body]
+    def loops(self, lines: list[str], sample: bool, sizes: Sequence[tuple[str, int]], body: list[str],
+              comment: str | None = None, writes: tuple[str, str | None] | None = None) -> None:
+        """A loop nest over the block's samples (``sample``) and the given axes. It joins the
+        loop nest just printed when that one has the same axes and wrote nothing this body
+        reads other than at the element being computed (``writes``: the array written and
+        the element text each iteration writes, None when it adds into other elements)."""
+        header = (sample, tuple(sizes))
+        g = self.group
+        if g and g["lines"] is lines and g["end"] == len(lines) and g["header"] == header and _reads_only(body, g["writes"]):
+            indent = g["indent"]
+        else:
+            if comment:
+                lines.append(f"# {comment}")
+                comment = None
+            indent = ""
+            if sample:
+                lines.append("for i in range(rows):")
+                indent = "    "
+            for name, size in sizes:
+                if name != "0":  # a size-1 axis has no loop
+                    lines.append(f"{indent}for {name} in range({size}):")
+                    indent += "    "
+            g = self.group = {"lines": lines, "header": header, "indent": indent, "writes": {}}
+        lines += [f"{indent}# {comment}"] * bool(comment) + [indent + b for b in body]
+        g["end"] = len(lines)
+        if writes:
+            g["writes"][writes[0]] = writes[1]
 
     def statements(self, target: str, expr: sp.Expr, op: str = "=") -> list[str]:
         """``target op expr`` with expr's common subexpressions (sympy.cse) first."""
@@ -209,17 +229,17 @@ class Writer:
 
     def elementwise(self, node: Node) -> None:
         fs = fixed_shape(node)
-        idx = _loop_names(len(fs))
+        idx = _loop_names(fs)
         raw = self.inline(node, idx)
         expr = raw.xreplace(self.known)
         name, lines = self.scratch(node)
         self.var[id(node)] = name
-        lines.append(f"# {self.e.comment(node)}")
         if not fs and not per_sample(node):
-            lines += self.statements(name, expr)
+            lines += [f"# {self.e.comment(node)}"] + self.statements(name, expr)
         else:
             target = str(self.at(node, idx))
-            self.loops(lines, per_sample(node), list(zip(idx, fs)), self.statements(target, expr))
+            self.loops(lines, per_sample(node), list(zip(idx, fs)), self.statements(target, expr),
+                       self.e.comment(node), (name, target))
             self.canon[name] = target
         if raw.has(sp.Function) or raw.is_Pow:  # a later node may share it (tanh' reads tanh)
             self.known[raw] = self.at(node, idx)
@@ -274,16 +294,16 @@ class Writer:
         else:
             lines = self.block
         fixed = [c for c in out if letters[c] is not N] + [c for c in letters if c not in out and letters[c] is not N]
-        names = {c: f"j{k}" for k, c in enumerate(fixed)}
+        names = {c: f"j{k}" if letters[c] != 1 else "0" for k, c in enumerate(fixed)}
         term = sp.Mul(*[self.elem(x, [names[c] for c, d in zip(s, x.shape) if d is not N])
                         for s, x in zip(ins, node.inputs)]).xreplace(self.known)
-        lines.append(f"# {self.e.comment(node)}")
         out_idx = [names[c] for c in out if letters[c] is not N]
         if acc is not None:
             dest = f"{acc.name}[{', '.join(out_idx)}]" if out_idx else acc.name
         else:
             dest = str(self.at(node, out_idx))
-        self.loops(lines, bool(sample), [(names[c], letters[c]) for c in fixed], self.statements(dest, term, "+="))
+        self.loops(lines, bool(sample), [(names[c], letters[c]) for c in fixed], self.statements(dest, term, "+="),
+                   self.e.comment(node), (dest.split("[")[0], None))
 
     def gemm(self, node: Node, acc) -> bool:
         """``np.dot`` for a two-operand contraction over one letter (a matrix/vector product)."""
@@ -341,7 +361,7 @@ class Writer:
         x = node.inputs[0]
         axes, keep = node.attr("axes"), node.attr("keepdims")
         xfs = fixed_shape(x)
-        idx = _loop_names(len(xfs))
+        idx = _loop_names(xfs)
         out_idx, k = [], 0
         for a, d in enumerate(x.shape):
             if a in axes:
@@ -357,8 +377,8 @@ class Writer:
             self.var[id(node)] = name
             dest = str(self.at(node, out_idx))
         term = self.elem(x, idx).xreplace(self.known)
-        lines.append(f"# {self.e.comment(node)}")
-        self.loops(lines, per_sample(x), list(zip(idx, xfs)), self.statements(dest, term, "+="))
+        self.loops(lines, per_sample(x), list(zip(idx, xfs)), self.statements(dest, term, "+="),
+                   self.e.comment(node), (dest.split("[")[0], None))
         if acc is None and node.op == "mean":
             count = math.prod(x.shape[a] for a in axes)
             lines.append(f"{name}[:rows] /= {count}" if per_sample(node) else f"{name} /= {count}")
@@ -367,13 +387,15 @@ class Writer:
         name, lines = self.scratch(node, zero=node.op == "unindex")
         self.var[id(node)] = name
         lines.append(f"# {self.e.comment(node)}")
+        self.group = None
         fs = fixed_shape(node)
         if node.op == "unindex":
             g = node.inputs[0]
             gfs = fixed_shape(g)
-            idx = _loop_names(len(gfs))
+            idx = _loop_names(gfs)
             dest = self.at(node, _index_source(node.shape, node.attr("key"), idx))
-            self.loops(lines, per_sample(node), list(zip(idx, gfs)), self.statements(str(dest), self.elem(g, idx), "+="))
+            self.loops(lines, per_sample(node), list(zip(idx, gfs)), self.statements(str(dest), self.elem(g, idx), "+="),
+                       writes=(name, None))
             return
         axis = node.attr("axis")
         p = sum(1 for a in range(axis) if node.shape[a] is not N)
@@ -381,7 +403,7 @@ class Writer:
         for k, x in enumerate(node.inputs):
             width = 1 if node.op == "stack" else x.shape[axis]
             xfs = fixed_shape(x) if node.op == "concatenate" else fs[:p] + fs[p + 1 :]
-            idx = _loop_names(len(fs))
+            idx = _loop_names(fs)
             if node.op == "stack":
                 sizes = [(idx[a], d) for a, d in enumerate(fs) if a != p]
                 src_idx = idx[:p] + idx[p + 1 :]
@@ -391,7 +413,8 @@ class Writer:
                 sizes = list(zip(idx, xfs))
                 dest_idx = idx[:p] + [f"{start} + {idx[p]}" if start else idx[p]] + idx[p + 1 :]
                 src = self.elem(x, idx)
-            self.loops(lines, per_sample(node), sizes, self.statements(str(self.at(node, dest_idx)), src))
+            self.loops(lines, per_sample(node), sizes, self.statements(str(self.at(node, dest_idx)), src),
+                       writes=(name, None))
             start += width
 
 
@@ -416,11 +439,22 @@ def _index_source(in_shape: tuple, key: tuple, idx: Sequence) -> tuple:
     return tuple(out)
 
 
+def _reads_only(body: list[str], writes: dict[str, str | None]) -> bool:
+    """Whether ``body`` reads the arrays in ``writes`` only at the element each one's loop
+    wrote in the same iteration (so the loops can share one nest)."""
+    for var, element in writes.items():
+        for line in body:
+            for m in re.finditer(rf"\b{var}\b(\[[^\]]*\])?", line):
+                if element is None or m.group(0) != element:
+                    return False
+    return True
+
+
 def _copy(dest: str, off: int, shape: tuple, w: Writer, value: Callable[[list[str]], "sp.Expr | str"]) -> list[str]:
     """``dest[off:off + size] = value`` in C order, as a loop nest (no slice assignment)."""
-    idx = _loop_names(len(shape))
+    idx = _loop_names(shape)
     strides = [math.prod(shape[a + 1:]) for a in range(len(shape))]
-    flat = " + ".join([str(off)] * bool(off) + [f"{j}*{st}" if st > 1 else j for j, st in zip(idx, strides)])
+    flat = " + ".join([str(off)] * bool(off) + [f"{j}*{st}" if st > 1 else j for j, st in zip(idx, strides) if j != "0"])
     v = value(idx)
     lines: list[str] = []
     body = w.statements(f"{dest}[{flat or 0}]", v) if isinstance(v, sp.Basic) else [f"{dest}[{flat or 0}] = {v}"]
@@ -503,7 +537,7 @@ class BlockedMixin:
 
         def make(materialize: set[int]) -> tuple[Writer, list[str]]:
             w = Writer(self, k, materialize)
-            for a in mine:
+            for a in sorted(mine, key=lambda a: a.node.op == "einsum"):  # loop sums join loops
                 if a.node.op == "einsum":
                     for x in a.node.inputs:
                         w.need(x)

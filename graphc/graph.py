@@ -52,10 +52,11 @@ MAX_NAME = 64
 # Identifiers the generated code itself uses; a user name may not shadow them.
 RESERVED = frozenset(
     """math np numba cuda prange i j n lo hi idx step blk count theta grad acc out part hyper state
-    history steps log_every nblocks stopped BLOCK OPTS loss evaluate finish update train i0 rows ROWS""".split()
+    history steps log_every nblocks stopped BLOCK OPTS loss evaluate finish update train i0 rows ROWS
+    train_batches batch shuffle seed nb order epoch take total""".split()
 ) | frozenset(dir(builtins))
 # CSE temporaries, accumulators, loop functions, blocked arrays, loop indices, constants
-_DERIVED = re.compile(r"(t|s|sums_|v|j|const)\d+")
+_DERIVED = re.compile(r"(t|s|sums_|v|j|const|batch_)\d+")
 
 
 def check_name(name: Any, what: str = "name") -> str:

@@ -32,13 +32,18 @@ def run(problem, **kw):
     return gc.fit(loss, data=data, init=init, optimizer=gc.SGD(lr=0.1), log_every=1, **kw)
 
 
-def same(a, b):
-    return a.history == b.history and all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+def same(a, b, rtol=0.0):
+    if rtol == 0.0:
+        return a.history == b.history and all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+    steps = [s for s, _ in a.history] == [s for s, _ in b.history]
+    losses = np.allclose([v for _, v in a.history], [v for _, v in b.history], rtol=rtol, atol=0)
+    return steps and losses and all(np.allclose(a.params[k], b.params[k], rtol=rtol, atol=0) for k in a.params)
 
 
 def test_batch_size_n_equals_full_batch(problem):
-    assert same(run(problem), run(problem, batch_size=N))
-    assert same(run(problem), run(problem, batch_size=10 * N))
+    # train and train_batches are compiled apart: arcp may divide by n in one and multiply by 1/n in the other
+    assert same(run(problem), run(problem, batch_size=N), rtol=1e-15)
+    assert same(run(problem), run(problem, batch_size=10 * N), rtol=1e-15)
 
 
 def test_shuffled_full_batch_is_close_to_full_batch(problem):

@@ -54,6 +54,7 @@ class Writer:
         self.materialize = materialize
         self.canon: dict[str, str] = {}  # elementwise array -> the element text its loop writes
         self.group: dict | None = None  # the loop nest printed last (loops joins it when it can)
+        self.copies: dict[tuple, str] = {}  # C-ordered (maybe transposed) copies of weights
         self.current = current_pass  # None: finish (no per-sample values)
         self.var: dict[int, str] = {}
         self.known: dict[sp.Expr, sp.Symbol] = {}
@@ -331,16 +332,20 @@ class Writer:
         (c,) = summed
         texts = []
         for side, (k, lay, free) in enumerate(operands):
-            arr = self.array(node.inputs[k])
+            x = node.inputs[k]
+            arr = self.array(x)
             if arr is None:
                 return False
             want = [c] if not free else [free[0], c] if side == 0 else [c, free[0]]
-            if lay == want:
-                texts.append(arr)
-            elif lay == want[::-1]:
-                texts.append(arr[:-2] if arr.endswith(".T") else f"{arr}.T")
-            else:
+            if lay not in (want, want[::-1]):
                 return False
+            flip = (lay != want) != arr.endswith(".T")  # the array under any .T view is flipped
+            base = arr[:-2] if arr.endswith(".T") else arr
+            if per_sample(x):
+                texts.append(f"{base}.T" if flip else base)
+            else:  # weights: a C-ordered array of the data's dtype (fewer np.dot variants to compile)
+                source = x.inputs[0] if arr.endswith(".T") else x
+                texts.append(base if source.op == "param" and not flip else self.c_copy(source, base, flip))
         product = f"np.dot({texts[0]}, {texts[1]})"
         comment = f"# {self.e.comment(node)}"
         if acc is not None:
@@ -354,6 +359,26 @@ class Writer:
             self.var[id(node)] = name
             self.prologue += [comment, f"{name} = {product}"]
         return True
+
+    def c_copy(self, source: Node, base: str, flip: bool) -> str:
+        """A C-ordered copy of the fixed array ``base`` (transposed if ``flip``) in theta's
+        dtype, made once per call before the blocks."""
+        key = (id(source), flip)
+        if key not in self.copies:
+            shape = fixed_shape(source)
+            flip = flip and len(shape) == 2
+            name = f"v{self.names.setdefault(('copy', key), len(self.names))}"
+            out = shape[::-1] if flip else shape
+            idx = _loop_names(out)
+            src = f"{base}[{', '.join(idx[::-1] if flip else idx)}]"
+            self.prologue.append(f"{name} = np.empty({out}, theta.dtype)")
+            lines: list[str] = []
+            self.loops(lines, False, list(zip(idx, out)), [f"{name}[{', '.join(idx)}] = {src}"],
+                       f"{base}{'.T' if flip else ''} in C order")
+            self.prologue += lines
+            self.group = None
+            self.copies[key] = name
+        return self.copies[key]
 
     # ---- reductions and gathers ----
     def reduce(self, node: Node, acc) -> None:
@@ -518,11 +543,6 @@ class BlockedMixin:
             self.constants.append(f"{name} = np.array([{flat}]).reshape({value.shape})")
         return self._const_ids[key]
 
-    def helper_jit(self, nargs: int) -> str:
-        """Not inlined: a call covers a whole range of blocks, and Numba compiles the pass
-        once for evaluate and the training loops (inlining costs seconds, parallel most)."""
-        return self.jit
-
     def options(self) -> str:
         rows = f"ROWS = {self.plan.rows}  # samples per block: each scratch array is (ROWS, width)"
         return "\n".join([super().options(), rows, *self.constants])  # constants found while printing
@@ -590,3 +610,8 @@ class BlockedCpuEmitter(BlockedMixin, CpuEmitter):
 
 class BlockedParallelEmitter(BlockedMixin, ParallelEmitter):
     target = "parallel"
+
+    def helper_jit(self, nargs: int) -> str:
+        """Not inlined into the prange loop: a call covers a whole parallel block, and Numba
+        compiles a big inlined body under parallel=True very slowly."""
+        return self.jit

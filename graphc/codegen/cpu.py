@@ -139,7 +139,7 @@ class CpuEmitter:
 
     def run_loop(self, k: int) -> list[str]:
         off, m = self.offsets[k], self.sizes[k]
-        return [f"    sums_{k}(0, n, n, {self.args}, theta, acc, acc[{off}:{off + m}])"]
+        return [f"    sums_{k}(np.int64(0), n, n, {self.args}, theta, acc, acc[{off}:{off + m}])"]
 
     # ---- loss and gradient at theta ----
     def evaluate(self) -> str:
@@ -152,8 +152,12 @@ class CpuEmitter:
         ]
         for k in range(len(self.sizes)):
             lines += self.run_loop(k)
-        lines.append(f"    return finish(n, {self.fixed_args + ', ' if self.fixed_args else ''}theta, acc, grad)")
+        lines.append(f"    return {self.finish_call}")
         return "\n".join(lines)
+
+    @property
+    def finish_call(self) -> str:
+        return f"finish(n, {self.fixed_args + ', ' if self.fixed_args else ''}theta, acc, grad)"
 
     @property
     def fixed_args(self) -> str:
@@ -192,45 +196,63 @@ class CpuEmitter:
             lines += [f"        {line}" for line in opt.update_lines()]
         return "\n\n".join([*getattr(opt, "helpers", list)(), "\n".join(lines)])
 
+    inline_evaluate = True  # train runs evaluate's body itself: fit compiles one function
+
     def train(self) -> str:
         plan = self.plan
-        return "\n".join([
+        head = [
             self.jit,
             "def train(data, theta, hyper, state, count, steps, log_every, history):",
             '    """Run `steps` optimizer steps on theta and state in place; returns the steps done."""',
             f"    grad = np.zeros({plan.n_grads})",
             f"    acc = np.zeros({plan.n_acc})",
-            "    for step in range(steps):",
-            *self.step_lines("evaluate(*data, theta, grad, acc)"),
-        ])
+        ]
+        if not (self.inline_evaluate and self.args):
+            return "\n".join(head + ["    for step in range(steps):", *self.step_lines("evaluate(*data, theta, grad, acc)")])
+        head += [f"    {self.args}, = data", self.n_line("    ") if plan.sample_data else "    n = 0"]
+        head.append("    for step in range(steps):  # each step: evaluate's body, then the update")
+        for k in range(len(self.sizes)):
+            head += ["    " + line for line in self.run_loop(k)]
+        return "\n".join(head + self.step_lines(self.finish_call))
 
     def train_batches(self) -> str:
-        """The training loop on mini-batches: each step gathers its batch, then runs evaluate."""
+        """The training loop on mini-batches: each step gathers its batch, then runs evaluate
+        (its body, as train does, so a batch of all samples gives train's bits)."""
         plan = self.plan
         names = [spell(d.name) for d in plan.data]
         first = spell(plan.sample_data[0].name)
-        batch_args = ", ".join(f"{s}[take]" if N in d.shape else s for s, d in zip(names, plan.data))
+        gathered = {s: f"batch_{k}" for k, (s, d) in enumerate(zip(names, plan.data)) if N in d.shape}
+        batch_args = ", ".join(gathered.get(s, s) for s in names)
+        if self.inline_evaluate:
+            body = [f"        {b} = {s}[take]" for s, b in gathered.items()]
+            body.append(f"        n = {gathered[first]}.shape[0]")
+            body += ["    " + line.replace(f"{self.args}, theta", f"{batch_args}, theta") for k in range(len(self.sizes))
+                     for line in self.run_loop(k)]
+            evaluate = self.finish_call
+        else:
+            body, evaluate = [], f"evaluate({', '.join(f'{s}[take]' if s in gathered else s for s in names)}, theta, grad, acc)"
         return "\n".join([
             self.jit,
             "def train_batches(data, theta, hyper, state, count, steps, log_every, history, batch, shuffle, seed):",
             '    """Like train, on mini-batches. Global step t (= count) uses batch t % nb of epoch t // nb,',
-            "    nb = ceil(n / batch): samples order[k*batch:(k+1)*batch], where order is 0..n-1, or with",
+            "    nb = ceil(total / batch): samples order[k*batch:(k+1)*batch], where order is 0..total-1, or with",
             "    shuffle a permutation drawn after seeding with (seed, epoch) only, so chunked calls agree.\"\"\"",
             f"    {', '.join(names)}, = data",
-            f"    n = {first}.shape[0]",
-            "    nb = (n + batch - 1) // batch",
+            f"    total = {first}.shape[0]",
+            "    nb = (total + batch - 1) // batch",
             f"    grad = np.zeros({plan.n_grads})",
             f"    acc = np.zeros({plan.n_acc})",
-            "    order = np.arange(n)",
+            "    order = np.arange(total)",
             "    epoch = -1",
             "    for step in range(steps):",
             "        if shuffle and count // nb != epoch:",
             "            epoch = count // nb",
             "            np.random.seed((seed * 1000003 + epoch) % 4294967296)",
-            "            order = np.random.permutation(n)",
+            "            order = np.random.permutation(total)",
             "        lo = (count % nb) * batch",
-            "        take = order[lo:min(n, lo + batch)]",
-            *self.step_lines(f"evaluate({batch_args}, theta, grad, acc)"),
+            "        take = order[lo:min(total, lo + batch)]",
+            *body,
+            *self.step_lines(evaluate),
         ])
 
     @staticmethod
@@ -240,7 +262,7 @@ class CpuEmitter:
             f"        loss = {evaluate}",
             "        if step % log_every == log_every - 1:",
             "            history[step // log_every] = loss",
-            "        if not math.isfinite(loss):",
+            "        if not abs(loss) <= 1.7976931348623157e308:  # NaN or inf (math.isfinite folds away under reassoc)",
             "            return step",
             "        count += 1",
             "        update(theta, grad, hyper, state, count)",

@@ -15,6 +15,7 @@ BLOCK = 16384  # samples per block; below this many samples the serial loop runs
 
 class ParallelEmitter(CpuEmitter):
     target = "parallel"
+    inline_evaluate = False  # evaluate holds the prange loop (train calls it)
 
     @property
     def evaluate_jit(self) -> str:
@@ -30,7 +31,7 @@ class ParallelEmitter(CpuEmitter):
         call = f"sums_{k}(blk * BLOCK, min(n, blk * BLOCK + BLOCK), n, {self.args}, theta, acc, part[blk])"
         return [
             "    if n <= BLOCK:",
-            f"        sums_{k}(0, n, n, {self.args}, theta, acc, acc[{off}:{off + m}])",
+            f"        sums_{k}(np.int64(0), n, n, {self.args}, theta, acc, acc[{off}:{off + m}])",
             "    else:",
             "        nblocks = (n + BLOCK - 1) // BLOCK",
             f"        part = np.empty((nblocks, {m}))",

@@ -29,6 +29,7 @@ from ..ops import expression_string
 from ..schedule import N_SYMBOL, _broadcast_map
 from .cpu import CpuEmitter
 from .parallel import ParallelEmitter
+from .printer import printer
 
 
 def _sym(text: str) -> sp.Symbol:
@@ -520,6 +521,8 @@ class BlockedMixin:
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if self.dtype == "float32":  # block arrays are float32: keep their arithmetic float32
+            self.printer = printer(float32=True)
         self.names: dict[int, int] = {}
         self.constants: list[str] = []
         self._const_ids: dict[bytes, str] = {}

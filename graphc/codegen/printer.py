@@ -56,5 +56,26 @@ def _is_product_power(item: sp.Basic) -> bool:
     return isinstance(item, sp.Pow) and item.exp.is_Integer and 2 <= int(item.exp) <= 4
 
 
-def printer() -> GraphcPrinter:
-    return GraphcPrinter()
+class Float32Printer(GraphcPrinter):
+    """Numbers as ``np.float32(...)``: in loops over float32 arrays, a float64 constant would
+    make the whole expression float64 (half the SIMD lanes, plus conversions)."""
+
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        return f"np.float32({int(expr)})"
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return f"np.float32({float(expr)!r})"
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return f"np.float32({expr.p}/{expr.q})"
+
+    def _print_Half(self, expr: sp.Rational) -> str:
+        return "np.float32(0.5)"
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        return "np.float32(n)" if expr.name == "n" else super()._print_Symbol(expr)  # the sample count
+
+
+def printer(float32: bool = False) -> GraphcPrinter:
+    """The printer; ``float32``: numbers typed float32 (the blocked schedule's float32 loops)."""
+    return Float32Printer() if float32 else GraphcPrinter()

@@ -6,12 +6,30 @@ import sympy as sp
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
 
+from . import mathlib
+
 
 class GraphcPrinter(PythonCodePrinter):
-    """``PythonCodePrinter`` with exact floats and small powers written as products."""
+    """``PythonCodePrinter`` with exact floats and small powers written as products.
 
-    def __init__(self) -> None:
+    ``vector_math=True``: ``exp`` and ``tanh`` print as calls to graphc's own ``_exp`` and
+    ``_tanh`` (``mathlib.SYMPY``), which LLVM can vectorize, instead of ``math.exp`` and
+    ``math.tanh``; ``used`` collects the helpers printed, for ``mathlib.source(used)``.
+    """
+
+    def __init__(self, vector_math: bool = False) -> None:
         super().__init__({"standard": "python3", "fully_qualified_modules": True})
+        self.vector_math = vector_math
+        self.used: set[str] = set()
+
+    def _print_vector_math(self, expr: sp.Function) -> str:
+        helper = mathlib.SYMPY.get(type(expr)) if self.vector_math else None
+        if helper is None or expr.args[0].is_number:  # a constant: libm, once
+            return getattr(super(), f"_print_{type(expr).__name__}")(expr)
+        self.used.add(helper)
+        return f"{helper}({self._print(expr.args[0])})"
+
+    _print_exp = _print_tanh = _print_vector_math
 
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))
@@ -56,5 +74,6 @@ def _is_product_power(item: sp.Basic) -> bool:
     return isinstance(item, sp.Pow) and item.exp.is_Integer and 2 <= int(item.exp) <= 4
 
 
-def printer() -> GraphcPrinter:
-    return GraphcPrinter()
+def printer(vector_math: bool = False) -> GraphcPrinter:
+    """A fresh printer; ``vector_math=True`` for the CPU targets (see ``GraphcPrinter``)."""
+    return GraphcPrinter(vector_math)

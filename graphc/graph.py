@@ -52,7 +52,8 @@ MAX_NAME = 64
 # Identifiers the generated code itself uses; a user name may not shadow them.
 RESERVED = frozenset(
     """math np numba cuda prange i j n lo hi idx step blk count theta grad acc out part hyper state
-    history steps log_every nblocks stopped BLOCK OPTS loss evaluate finish update train""".split()
+    history steps log_every nblocks stopped BLOCK OPTS loss evaluate finish update train
+    MATH_OPTS _exp _tanh _exp_reduce _pow2""".split()  # the last five: codegen/mathlib.NAMES
 ) | frozenset(dir(builtins))
 _DERIVED = re.compile(r"(t|s|sums_)\d+")  # CSE temporaries, accumulators, loop functions
 

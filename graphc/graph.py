@@ -53,7 +53,8 @@ MAX_NAME = 64
 RESERVED = frozenset(
     """math np numba cuda prange i j n lo hi idx step blk count theta grad acc out part hyper state
     history steps log_every nblocks stopped BLOCK OPTS loss evaluate finish update train i0 rows ROWS
-    train_batches batch shuffle seed nb order epoch take total""".split()
+    train_batches batch shuffle seed nb order epoch take total
+    MATH_OPTS _exp _tanh _exp_reduce _pow2""".split()  # the last five: codegen/mathlib.NAMES
 ) | frozenset(dir(builtins))
 # CSE temporaries, accumulators, loop functions, blocked arrays, loop indices, constants
 _DERIVED = re.compile(r"(t|s|sums_|v|j|const|batch_)\d+")

@@ -522,7 +522,7 @@ class BlockedMixin:
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.dtype == "float32":  # block arrays are float32: keep their arithmetic float32
-            self.printer = printer(float32=True)
+            self.printer = printer(vector_math=self.vector_math, float32=True)
         self.names: dict[int, int] = {}
         self.constants: list[str] = []
         self._const_ids: dict[bytes, str] = {}

@@ -11,6 +11,7 @@ from .. import __version__
 from ..graph import N, spell
 from ..ops import expression_string
 from ..schedule import Loop, Plan
+from . import mathlib
 from .printer import printer
 
 # reassoc lets LLVM vectorize the sums; unlike fastmath=True it keeps NaN/Inf semantics
@@ -23,6 +24,7 @@ class CpuEmitter:
     jit = "@numba.njit(**OPTS)"
     evaluate_jit = "@numba.njit(**OPTS)"
     MAX_INLINE_ARGS = 30  # CPython passes more arguments as a tuple, which Numba cannot inline
+    vector_math = True  # exp/tanh as graphc's _exp/_tanh (codegen/mathlib.py): loops vectorize
 
     def helper_jit(self, nargs: int) -> str:
         """sums_k, finish and update are compiled into their caller (one Numba compile for
@@ -31,7 +33,7 @@ class CpuEmitter:
 
     def __init__(self, plan: Plan, dtype: str, optimizer: object | None = None) -> None:
         self.plan, self.dtype, self.optimizer = plan, dtype, optimizer
-        self.printer = printer()
+        self.printer = printer(vector_math=self.vector_math)
         self.args = ", ".join(spell(d.name) for d in plan.data)
         self.sizes = plan.pass_sizes  # sums written by each pass over the samples
         self.offsets = [sum(self.sizes[:k]) for k in range(len(self.sizes))]
@@ -46,7 +48,9 @@ class CpuEmitter:
             functions += [self.update(), self.train()]
             if self.batches:
                 functions.append(self.train_batches())
-        return "\n\n".join([self.header(), self.preamble(), *functions]) + "\n"
+        # the helpers the printed functions call go right after OPTS (known only now)
+        helpers = mathlib.source(self.printer.used)
+        return "\n\n".join([self.header(), self.preamble(), *([helpers] if helpers else []), *functions]) + "\n"
 
     def header(self) -> str:
         plan = self.plan

@@ -6,12 +6,30 @@ import sympy as sp
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
 
+from . import mathlib
+
 
 class GraphcPrinter(PythonCodePrinter):
-    """``PythonCodePrinter`` with exact floats and small powers written as products."""
+    """``PythonCodePrinter`` with exact floats and small powers written as products.
 
-    def __init__(self) -> None:
+    ``vector_math=True``: ``exp`` and ``tanh`` print as calls to graphc's own ``_exp`` and
+    ``_tanh`` (``mathlib.SYMPY``), which LLVM can vectorize, instead of ``math.exp`` and
+    ``math.tanh``; ``used`` collects the helpers printed, for ``mathlib.source(used)``.
+    """
+
+    def __init__(self, vector_math: bool = False) -> None:
         super().__init__({"standard": "python3", "fully_qualified_modules": True})
+        self.vector_math = vector_math
+        self.used: set[str] = set()
+
+    def _print_vector_math(self, expr: sp.Function) -> str:
+        helper = mathlib.SYMPY.get(type(expr)) if self.vector_math else None
+        if helper is None or expr.args[0].is_number:  # a constant: libm, once
+            return getattr(super(), f"_print_{type(expr).__name__}")(expr)
+        self.used.add(helper)
+        return f"{helper}({self._print(expr.args[0])})"
+
+    _print_exp = _print_tanh = _print_vector_math
 
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))
@@ -76,6 +94,7 @@ class Float32Printer(GraphcPrinter):
         return "np.float32(n)" if expr.name == "n" else super()._print_Symbol(expr)  # the sample count
 
 
-def printer(float32: bool = False) -> GraphcPrinter:
-    """The printer; ``float32``: numbers typed float32 (the blocked schedule's float32 loops)."""
-    return Float32Printer() if float32 else GraphcPrinter()
+def printer(vector_math: bool = False, float32: bool = False) -> GraphcPrinter:
+    """A fresh printer; ``vector_math=True`` for the CPU targets (see ``GraphcPrinter``);
+    ``float32``: numbers typed float32 (the blocked schedule's float32 loops)."""
+    return (Float32Printer if float32 else GraphcPrinter)(vector_math)

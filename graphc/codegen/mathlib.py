@@ -1,0 +1,193 @@
+"""graphc's own ``exp`` and ``tanh`` for generated CPU code: source text pasted into the module.
+
+Numba compiles ``math.exp`` and ``math.tanh`` to calls into libm. Without Intel's SVML
+(pip's llvmlite has none) LLVM cannot vectorize a loop that makes such calls: every sample
+pays a scalar call (about 20 ns for ``tanh``), and in an MLP that is most of a step. The
+helpers here use only arithmetic, comparisons and selects (``a if c else b``), ``np.floor``,
+int32 shifts and int/float conversions, so once inlined LLVM vectorizes the loop that calls
+them (AVX2: four float64 or eight float32 per instruction).
+
+``source(names)`` gives the text of the named helpers and of the helpers they call (each
+defined before its callers), to paste after the module's ``OPTS`` line: it needs ``numba``,
+``numpy as np`` and ``OPTS``. ``SYMPY`` says which SymPy function each public helper
+replaces; ``printer(vector_math=True)`` prints those as helper calls and records the names
+in ``.used``.
+
+The helpers are ``@numba.njit(forceinline=True)``: each compiles once, with its own fastmath
+flags (``MATH_OPTS``: contraction into FMAs only), and LLVM inlines it into every caller.
+Numba's ``inline="always"`` would re-type and re-lower the body at every call site (an MLP
+with 32 tanh calls compiled for minutes) and give it the caller's ``reassoc``, under which
+LLVM rewrites the Cody-Waite reduction (x - k*C1) - k*C2 into x - k*(C1 + C2): up to 200 ulp.
+No nnan/ninf either: NaN and infinity follow ``math``'s semantics.
+
+The code is generic in the float type: Numba compiles one copy per argument type and every
+constant is cast to it (``T = type(x)``), so float32 arguments compute in float32 (integers
+are promoted to float64 first).
+
+Accuracy (tests/test_mathlib.py: dense random samples over the whole range; zeros,
+subnormals, the overflow and underflow limits, infinities and NaN), in ulp of the correctly
+rounded result: ``_exp`` and ``_tanh`` at most 1, for float64 and for float32 arguments.
+Against glibc's ``math.exp`` / ``math.tanh``, themselves not always correctly rounded: at
+most 1 and 2 ulp.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import sympy as sp
+
+# forceinline: compiled once, inlined by LLVM (see above); MATH_OPTS: no reassoc, keeps -0
+OPTIONS = 'MATH_OPTS = dict(OPTS, fastmath={"contract"})  # graphc\'s math helpers: exact as written'
+JIT = "@numba.njit(forceinline=True, **MATH_OPTS)"
+
+_EXP_REDUCE = '''
+{jit}
+def _exp_reduce(x, kmin):
+    """x = k*ln2 + r with |r| <= ln2/2 (Cody-Waite: ln2 = C1 + C2 where k*C1 is exact, so
+    x - k*C1 is exact); returns k (at least kmin) and exp(r) from its Taylor series up to
+    r**13 (truncation error < 5e-18, relative). x must be finite or NaN. A k raised to kmin
+    makes r < -ln2/2: only where the result is far below the smallest subnormal."""
+    T = type(x)
+    k = np.floor(x * T(1.4426950408889634) + T(0.5))  # round(x / ln2)
+    k = kmin if k < kmin else k
+    # C1 has 15 significant bits, so k*C1 and x - k*C1 are exact (no reassoc in MATH_OPTS: it
+    # would merge the two products into k*(C1 + C2), which rounds ln2)
+    r = (x - k * T(0.693145751953125)) - k * T(1.4286068203094172321e-6)  # C2 = ln2 - C1
+    # (exp(r) - 1 - r)/r**2 = sum of c_i r**i, c_i = 1/(i + 2)!, i <= 11, by Estrin's scheme:
+    # its dependency chains are shorter than Horner's, so more loop iterations overlap.
+    r2 = r * r
+    r4 = r2 * r2
+    q0 = (T(1 / 2) + r * T(1 / 6)) + r2 * (T(1 / 24) + r * T(1 / 120))
+    q1 = (T(1 / 720) + r * T(1 / 5040)) + r2 * (T(1 / 40320) + r * T(1 / 362880))
+    q2 = (T(1 / 3628800) + r * T(1 / 39916800)) + r2 * (T(1 / 479001600) + r * T(1 / 6227020800))
+    q = q0 + r4 * (q1 + r4 * q2)
+    return k, T(1.0) + r * (T(1.0) + r * q)
+'''
+
+_POW2 = '''
+{jit}
+def _pow2(m):
+    """2.0**m, exactly, for an integer-valued m in [-1074, 1023] (float32: [-149, 127]), from
+    comparisons and selects (no bit casts): |m| = 256*c + 16*h + l with c < 5 and h, l < 16,
+    and 2**-|m| is the product of the powers 2**-(256*j), 2**-(16*j), 2**-j (j = 4, 2, 1 or 8,
+    4, 2, 1) that make up each digit. Three short chains: more loop iterations overlap than
+    with one long one. Every partial product is a power of two between 2**-|m| and 1, so
+    every multiplication is exact; for m >= 0 the result is 1/2**-m, exact too."""
+    T = type(m)
+    a = abs(m)
+    c = np.floor(a * T(1 / 256))
+    a = a - T(256.0) * c
+    h = np.floor(a * T(1 / 16))
+    low = a - T(16.0) * h
+    s_c = T(1.0)
+    for j in (4.0, 2.0, 1.0):
+        take = c >= T(j)
+        s_c = s_c * (T(2.0 ** (-256 * j)) if take else T(1.0))
+        c = c - T(j) if take else c
+    s_h = T(1.0)
+    s_low = T(1.0)
+    for j in (8.0, 4.0, 2.0, 1.0):
+        take = h >= T(j)
+        s_h = s_h * (T(2.0 ** (-16 * j)) if take else T(1.0))
+        h = h - T(j) if take else h
+        take = low >= T(j)
+        s_low = s_low * (T(2.0 ** -j) if take else T(1.0))
+        low = low - T(j) if take else low
+    s = s_c * (s_h * s_low)
+    return s if m < T(0.0) else T(1.0) / s
+'''
+
+
+_EXP = '''
+{jit}
+def _exp(x):
+    """exp(x): Cody-Waite range reduction, Taylor polynomial, exact scaling by a power of two
+    (see _exp_reduce and _pow2). Max error 1 ulp in float64 and float32. exp(inf) = inf,
+    exp(-inf) = 0, exp(nan) = nan; overflow gives inf and underflow 0, subnormals are exact
+    to the last bit."""
+    x = x * np.float32(1.0)  # integers -> float64; float32 stays float32
+    T = type(x)
+    double = T(1e-300) != T(0.0)  # float64 (float32 rounds 1e-300 to 0); a constant
+    lo, hi = (T(-746.0), T(710.0)) if double else (T(-104.0), T(89.0))  # exp(lo) -> 0, exp(hi) -> inf
+    x = lo if x < lo else x  # selects: NaN compares False and passes through
+    x = hi if x > hi else x
+    k, p = _exp_reduce(x, T(-1075.0) if double else T(-150.0))
+    # exp(x) = (p * 2**j) * 2**(k - j) with j = 1 for k > 0, else -1: 2**(k - j) is then a
+    # float for every k here (k runs from -1075 to 1024), p * 2**j is exact, and the last
+    # multiplication rounds the result once, subnormal or not.
+    up = k > T(0.0)
+    return (p * (T(2.0) if up else T(0.5))) * _pow2(k - (T(1.0) if up else T(-1.0)))
+'''
+
+_TANH = '''
+{jit}
+def _tanh(x):
+    """tanh(x), Cephes' method: for |x| < 0.625 x + x*z*P(z)/Q(z), z = x*x (Cephes' rational
+    approximation); otherwise 1 - 2e/(1 + e), e = exp(-2|x|); computed for |x|, then given
+    the sign of x. The two divisions share one (the branches are selects, so both are
+    computed). Max error 1 ulp in float64 and float32. tanh(+-inf) = +-1, tanh(-0) = -0,
+    tanh(nan) = nan."""
+    x = x * np.float32(1.0)  # integers -> float64; float32 stays float32
+    T = type(x)
+    a = abs(x)
+    z = x * x
+    P = (T(-9.64399179425052238628e-1) * z + T(-9.92877231001918586564e1)) * z + T(-1.61468768441708447952e3)
+    Q = ((z + T(1.12811678491632931402e2)) * z + T(2.23548839060100448583e3)) * z + T(4.84406305325125486048e3)
+    # e = exp(-2a). Past a = 19.5, 2e < 2**-56 no longer changes 1 - 2e/(1 + e), so a is capped
+    # there: then e = p * 2**-n with n = -k in [0, 56], and 2**-n = 2**(28 - n1) * 2**(28 - n2)
+    # * 2**-56 with n1 + n2 = n, both at most 28: 2**j = float(1 << j), exactly, and int32
+    # shifts and conversions vectorize.
+    k, p = _exp_reduce(T(-2.0) * (T(19.5) if a > T(19.5) else a), T(-60.0))
+    n = -k
+    n = n if n <= T(56.0) else T(56.0)  # only NaN: a NaN converted to an integer is undefined
+    n1 = np.floor(n * T(0.5))
+    one = np.int32(1)
+    f1 = T(np.left_shift(one, np.int32(T(28.0) - n1)))
+    f2 = T(np.left_shift(one, np.int32(T(28.0) - (n - n1))))
+    e = p * (f1 * f2 * T(2.0 ** -56))
+    small = a < T(0.625)
+    q = (a * z * P if small else e + e) / (Q if small else T(1.0) + e)
+    return math.copysign(a + q if small else T(1.0) - q, x)
+'''
+
+# name -> (source, helpers it calls)
+HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "_exp_reduce": (_EXP_REDUCE, ()),
+    "_pow2": (_POW2, ()),
+    "_exp": (_EXP, ("_exp_reduce", "_pow2")),
+    "_tanh": (_TANH, ("_exp_reduce",)),
+}
+
+# SymPy function -> the helper the vector-math printer calls instead of math.<name>
+SYMPY: dict[type, str] = {sp.exp: "_exp", sp.tanh: "_tanh"}
+
+# Every identifier the helpers put in a generated module (graph.RESERVED holds them too)
+NAMES = frozenset(HELPERS) | {"MATH_OPTS"}
+
+
+def closure(names: Iterable[str]) -> list[str]:
+    """``names`` and the helpers they call, each after the helpers it calls (a stable order)."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        if name not in HELPERS:
+            raise KeyError(f"graphc.codegen.mathlib: no helper {name!r}; have {', '.join(HELPERS)}")
+        for dep in HELPERS[name][1]:
+            visit(dep)
+        order.append(name)
+
+    for name in sorted(names):
+        visit(name)
+    return order
+
+
+def source(names: Iterable[str]) -> str:
+    """The text of the helpers ``names`` (and of those they call), ready to paste into a
+    module after its ``OPTS`` line: their options line, then the functions; "" for no names."""
+    order = closure(names)
+    if not order:
+        return ""
+    return "\n\n".join([OPTIONS, *(HELPERS[name][0].format(jit=JIT).strip() for name in order)])

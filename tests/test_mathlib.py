@@ -1,0 +1,230 @@
+"""graphc's own exp and tanh (codegen/mathlib.py): accuracy, special values, vectorization, wiring."""
+
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+
+import mpmath
+import numba
+import numpy as np
+import pytest
+import sympy as sp
+
+import graphc as gc
+from graphc import loader
+from graphc.codegen import emit, mathlib
+from graphc.codegen.cpu import CpuEmitter
+from graphc.codegen.printer import printer
+from graphc.compile import Timings, make_plan
+from graphc.graph import RESERVED
+
+LOOPS = '''
+@numba.njit(**OPTS)
+def loop_{name}(x, out):
+    for i in range(x.shape[0]):
+        out[i] = {call}(x[i])
+'''
+
+
+@pytest.fixture(scope="module")
+def loops():
+    """loop_exp / loop_tanh (the helpers) and loop_math_exp / loop_math_tanh, in a module laid
+    out as a generated one: imports, OPTS, then the helpers' text."""
+    text = "\n".join([
+        "import math", "", "import numba", "import numpy as np", "",
+        CpuEmitter.options(None), "", mathlib.source({"_exp", "_tanh"}), "",
+        *(LOOPS.format(name=name, call=call) for name, call in
+          [("exp", "_exp"), ("tanh", "_tanh"), ("math_exp", "math.exp"), ("math_tanh", "math.tanh")]),
+    ])
+    return loader.load(text, stem="mathlib_test")[0]
+
+
+def run(loop, xs, dtype):
+    xs = np.asarray(xs, dtype=dtype)
+    out = np.empty_like(xs)
+    loop(xs, out)
+    return out
+
+
+def ulps(got, want):
+    """|got - want| in units in the last place of their type; NaN == NaN and +0 == -0."""
+    got, want = np.asarray(got), np.asarray(want, dtype=got.dtype)
+    ints = {np.dtype(np.float64): np.int64, np.dtype(np.float32): np.int32}[got.dtype]
+    g, w = got.view(ints).astype(np.int64), want.view(ints).astype(np.int64)
+    low = np.iinfo(ints).min
+    g, w = np.where(g < 0, low - g, g), np.where(w < 0, low - w, w)  # monotone in the value
+    d = np.abs(g - w).astype(np.float64)
+    d[np.isnan(got) & np.isnan(want)] = 0
+    d[np.isnan(got) ^ np.isnan(want)] = np.inf
+    return d
+
+
+def math_exp(v):
+    try:
+        return math.exp(v)
+    except OverflowError:
+        return math.inf
+
+
+REF = {"exp": np.frompyfunc(math_exp, 1, 1), "tanh": np.frompyfunc(math.tanh, 1, 1)}
+RANGES = {
+    "exp": [(-0.35, 0.35), (-1, 1), (-40, 40), (-745.2, 709.8), (700, 709.8), (-745.2, -700), (-110, 90)],
+    "tanh": [(-0.625, 0.625), (0.5, 0.75), (-3, 3), (-20, 20), (-1000, 1000), (-1e-5, 1e-5)],
+}
+
+
+@pytest.mark.parametrize("name", ["exp", "tanh"])
+def test_float64_within_glibc_by_dense_random_samples(loops, name):
+    """At most 1 ulp from math.exp, 2 from math.tanh (glibc's tanh is itself up to ~1 ulp off)."""
+    rng = np.random.default_rng(1)
+    xs = np.concatenate([rng.uniform(lo, hi, 100_000) for lo, hi in RANGES[name]])
+    got = run(getattr(loops, f"loop_{name}"), xs, np.float64)
+    with np.errstate(over="ignore"):
+        d = ulps(got, REF[name](xs).astype(np.float64))
+    assert d.max() <= (1 if name == "exp" else 2), xs[np.argmax(d)]
+
+
+@pytest.mark.parametrize("name", ["exp", "tanh"])
+def test_float64_within_one_ulp_of_the_correctly_rounded_value(loops, name):
+    rng = np.random.default_rng(2)
+    xs = np.concatenate([rng.uniform(lo, hi, 300) for lo, hi in RANGES[name]])
+    got = run(getattr(loops, f"loop_{name}"), xs, np.float64)
+    mpmath.mp.prec = 120
+    f = getattr(mpmath, name)
+    want = np.array([float(f(mpmath.mpf(float(v)))) for v in xs])  # inputs stay below overflow
+    d = ulps(got, want)
+    assert d.max() <= 1, xs[np.argmax(d)]
+
+
+@pytest.mark.parametrize("name", ["exp", "tanh"])
+def test_float32_arguments_compute_in_float32_to_its_precision(loops, name):
+    rng = np.random.default_rng(3)
+    ranges = RANGES[name] + [(-104, -86), (80, 89)] if name == "exp" else RANGES[name]
+    xs = np.concatenate([rng.uniform(lo, hi, 50_000) for lo, hi in ranges]).astype(np.float32)
+    got = run(getattr(loops, f"loop_{name}"), xs, np.float32)
+    assert got.dtype == np.float32
+    with np.errstate(over="ignore"):
+        want = REF[name](xs.astype(np.float64)).astype(np.float64).astype(np.float32)
+    d = ulps(got, want)
+    assert d.max() <= 1, xs[np.argmax(d)]
+
+
+SPECIAL = [0.0, -0.0, 5e-324, -5e-324, 1e-310, -1e-310, 1e-300, 1e-20, 0.625, -0.625, 19.0, 19.5, 22.0,
+           709.78, 709.79, 710.0, -745.13, -745.14, -746.0, 1e308, -1e308, math.inf, -math.inf, math.nan]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_special_values_follow_math(loops, dtype):
+    with np.errstate(over="ignore"):
+        xs = np.array(SPECIAL).astype(dtype)
+    exp, tanh = run(loops.loop_exp, xs, dtype), run(loops.loop_tanh, xs, dtype)
+    with np.errstate(over="ignore"):
+        want_exp = REF["exp"](xs.astype(np.float64)).astype(np.float64).astype(dtype)
+    want_tanh = REF["tanh"](xs.astype(np.float64)).astype(np.float64).astype(dtype)
+    assert ulps(exp, want_exp).max() <= 1, list(zip(xs, exp, want_exp))
+    assert ulps(tanh, want_tanh).max() <= 1, list(zip(xs, tanh, want_tanh))
+    # the semantics themselves, exactly
+    assert exp[SPECIAL.index(math.inf)] == math.inf and exp[SPECIAL.index(-math.inf)] == 0
+    assert exp[SPECIAL.index(710.0)] == math.inf and exp[SPECIAL.index(-746.0)] == 0
+    assert np.isnan(exp[-1]) and np.isnan(tanh[-1])
+    assert tanh[SPECIAL.index(math.inf)] == 1 and tanh[SPECIAL.index(-math.inf)] == -1
+    assert SPECIAL[1] == 0 and math.copysign(1, tanh[1]) == -1  # tanh(-0) = -0
+    assert exp[SPECIAL.index(0.0)] == 1 and exp[SPECIAL.index(5e-324)] == 1
+
+
+def test_exp_overflow_and_underflow_edges_exactly(loops):
+    edges = np.array([709.782712893384, 709.7827128933841, -745.1332191019411, -745.1332191019412])
+    got = run(loops.loop_exp, edges, np.float64)
+    assert got[0] == math.exp(edges[0]) and got[1] == math.inf
+    assert got[2] == 5e-324 and got[3] == 0.0
+    sub = np.linspace(-745.13, -708.4, 20001)  # the subnormal results: exact to the last bit
+    assert ulps(run(loops.loop_exp, sub, np.float64), REF["exp"](sub).astype(np.float64)).max() <= 1
+
+
+def test_integer_arguments_are_promoted_to_float64(loops):
+    assert loops._exp(2) == pytest.approx(math.exp(2), rel=1e-15)
+    assert loops._tanh(-1) == pytest.approx(math.tanh(-1), rel=1e-15)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="vector width checked for x86-64")
+def test_loop_calling_tanh_is_inlined_and_vectorized(loops):
+    """No call to the helpers left in the loop, and vector arithmetic in its IR."""
+    fn = numba.njit(**dict(loops.OPTS, cache=False))(loops.loop_tanh.py_func)
+    fn(np.ones(64), np.empty(64))
+    ir = fn.inspect_llvm(fn.signatures[0])
+    assert re.search(r"fdiv[^\n]*<\d+ x double>", ir)
+    assert not re.search(r"call [^\n]*(@tanh|5_tanh|11_exp_reduce)", ir)
+
+
+# ---- wiring: printer, source, emitters -------------------------------------------------
+def test_printer_prints_math_by_default_and_helpers_with_vector_math():
+    x = sp.Symbol("x")
+    e = sp.tanh(x) + 1 / (1 + sp.exp(-x)) + sp.exp(2) * x + sp.sinh(x)
+    plain = printer()
+    assert "math.tanh(x)" in plain.doprint(e) and "math.exp(-x)" in plain.doprint(e) and not plain.used
+    p = printer(vector_math=True)
+    text = p.doprint(e)
+    assert "_tanh(x)" in text and "_exp(-x)" in text and "math.tanh" not in text
+    assert "math.exp(2)" in text and "math.sinh(x)" in text  # constants and the rest: libm
+    assert p.used == {"_exp", "_tanh"}
+
+
+def test_source_orders_helpers_after_what_they_call():
+    assert mathlib.source([]) == ""
+    text = mathlib.source({"_tanh"})
+    assert text.startswith("MATH_OPTS = ") and "def _exp(" not in text and "def _pow2(" not in text
+    assert text.index("def _exp_reduce(") < text.index("def _tanh(")
+    assert mathlib.closure({"_exp", "_tanh"}) == ["_exp_reduce", "_pow2", "_exp", "_tanh"]
+    with pytest.raises(KeyError):
+        mathlib.source({"_sin"})
+    assert mathlib.NAMES <= RESERVED and set(mathlib.SYMPY.values()) <= mathlib.NAMES
+
+
+def tanh_loss():
+    x, y = gc.data("x"), gc.data("y")
+    a, b = gc.params("a b")
+    return gc.sum((gc.tanh(a * x) + gc.sigmoid(b * x) - y) ** 2)
+
+
+def test_cpu_and_parallel_paste_the_helpers_cuda_keeps_math():
+    p = make_plan(tanh_loss(), None, Timings())
+    for target in ("cpu", "parallel"):
+        src = emit(p, target)
+        assert src.index("OPTS = dict(") < src.index("MATH_OPTS = ") < src.index("def _exp_reduce(")
+        assert src.index("def _tanh(") < src.index("def sums_0(")
+        assert "_tanh(" in src.split("def sums_0(")[1] and "math.tanh" not in src
+    cuda = emit(p, "cuda")
+    assert "math.tanh(" in cuda and "_tanh" not in cuda and "MATH_OPTS" not in cuda
+
+
+def test_compiled_model_with_tanh_and_sigmoid_matches_numpy():
+    xs = np.linspace(-3, 3, 1001)
+    ys = np.sin(xs)
+    r = gc.compile(tanh_loss())(x=xs, y=ys, a=0.7, b=-1.3)
+    want = np.sum((np.tanh(0.7 * xs) + 1 / (1 + np.exp(1.3 * xs)) - ys) ** 2)
+    assert r.loss == pytest.approx(want, rel=1e-13)
+
+
+EXPORT_CHECK = """
+import importlib.util, sys, numpy as np
+spec = importlib.util.spec_from_file_location("m", sys.argv[1]); m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+xs = np.linspace(-3, 3, 1001)
+print(repr(m.loss_and_grads(xs, np.sin(xs), {"a": 0.7, "b": -1.3})[0]))
+"""
+
+
+def test_export_with_helpers_runs_without_graphc(tmp_path):
+    f = gc.compile(tanh_loss())
+    path = tmp_path / "tanh_model.py"
+    f.export(path)
+    assert "def _tanh(" in path.read_text()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", EXPORT_CHECK, str(path)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    xs = np.linspace(-3, 3, 1001)
+    assert float(out.stdout) == f(x=xs, y=np.sin(xs), a=0.7, b=-1.3).loss

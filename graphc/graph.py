@@ -90,15 +90,16 @@ def code_names(node: "Node") -> list[str]:
     """Every identifier generated code derives from a named leaf (see ``schedule.Lowering``).
 
     Data ``x`` is the argument ``x`` and the per-sample load ``x_i`` (``xx_i_0`` ... for
-    fixed dims, ``s_v`` for a scalar without samples); parameter ``W`` is ``W_0_1`` ... and
-    its gradient ``grad_W_0_1`` ...
+    fixed dims, plus the flat view ``xx_flat`` when the sample axis is first; ``s_v`` for a
+    scalar without samples); parameter ``W`` is ``W_0_1`` ... and its gradient ``grad_W_0_1`` ...
     """
     base = spell(node.name)
     fixed = [range(d) for d in node.shape if d is not N]
     suffixes = ["".join(f"_{k}" for k in idx) for idx in itertools.product(*fixed)]
     if node.op == "data":
         mid = "_i" if N in node.shape else "" if fixed else "_v"
-        return [base] + [base + mid + s for s in suffixes]
+        flat = [base + "_flat"] if len(node.shape) > 1 and node.shape[0] is N else []  # cpu: X_flat = X.ravel()
+        return [base] + flat + [base + mid + s for s in suffixes]
     return [base] + [p + base + s for s in suffixes for p in ("", "grad_")]
 
 

@@ -3,6 +3,7 @@
 import re
 
 import numpy as np
+import pytest
 
 import graphc as gc
 
@@ -62,3 +63,15 @@ def test_user_function_body_is_printed_from_sympy():
     P3 = gc.function("P3", lambda u: (5 * u**3 - 3 * u) / 2)
     src = gc.compile(gc.sum(P3(a * z))).source
     assert "math." not in body_of(src, "sums_0") and "z_i" in src
+
+
+def test_2d_sample_data_is_read_through_a_flat_view_at_constant_strides():
+    """X[i, j] hides the row length from LLVM, which then vectorizes only for X.shape[1] == 1."""
+    X, y = gc.data("X", shape=(None, 2, 3)), gc.data("y")
+    W = gc.param("W", shape=(2, 3))
+    src = gc.compile(gc.sum((gc.sum(gc.sum(X * W, axis=2), axis=1) - y) ** 2)).source
+    loop = body_of(src, "sums_0")
+    assert "X_flat = X.ravel()" in loop and "X_i_1_2 = X_flat[6*i + 5]" in loop and "y_i = y[i]" in loop
+    assert "X[i," not in loop
+    with pytest.raises(gc.InvalidName, match="X_flat"):
+        gc.compile(gc.sum(X * W) + gc.param("X_flat"))

@@ -25,6 +25,7 @@ class CpuEmitter:
     evaluate_jit = "@numba.njit(**OPTS)"
     MAX_INLINE_ARGS = 30  # CPython passes more arguments as a tuple, which Numba cannot inline
     vector_math = True  # exp/tanh as graphc's _exp/_tanh (codegen/mathlib.py): loops vectorize
+    flat_reads = True  # sample data of 2+ dims read through a flat view (see flat_views)
 
     def helper_jit(self, nargs: int) -> str:
         """sums_k, finish and update are compiled into their caller (one Numba compile for
@@ -86,7 +87,9 @@ class CpuEmitter:
         """Read parameters from theta, earlier sums from acc, and data elements."""
         plan, lines = self.plan, []
         if sample:
-            return [f"{indent}{sym} = {self.element(ld.array, ld.index, sample)}" for sym, ld in plan.loads.items() if sym in symbols]
+            flat = self.flat_arrays(symbols)
+            return [f"{indent}{sym} = {self.flat_element(ld.array, ld.index, sample) if ld.array in flat else self.element(ld.array, ld.index, sample)}"
+                    for sym, ld in plan.loads.items() if sym in symbols]
         for sym, k in sorted(((s, k) for s, k in plan.param_symbols.items() if s in symbols), key=lambda t: t[1]):
             lines.append(f"{indent}{sym} = theta[{k}]")
         for sym in sorted((s for s in symbols if s in self.acc_index), key=self.acc_index.get):
@@ -102,6 +105,25 @@ class CpuEmitter:
         for d in array.shape:
             parts.append(sample if d is N else str(next(fixed)))
         return f"{spell(array.name)}[{', '.join(parts)}]" if parts else f"{spell(array.name)}[()]"
+
+    def flat_arrays(self, symbols: set) -> list:
+        """The sample data of 2+ dims, sample axis first, that ``symbols`` read. X[i, j] has a
+        row length LLVM cannot see (X.shape[1]), and it vectorizes a loop only where that
+        stride is 1; X_flat[3*i + j] reads the same element at a constant stride."""
+        if not self.flat_reads:
+            return []
+        read = {id(ld.array) for sym, ld in self.plan.loads.items() if sym in symbols}
+        return [d for d in self.plan.sample_data if id(d) in read and len(d.shape) > 1 and d.shape[0] is N]
+
+    def flat_views(self, symbols: set, indent: str) -> list[str]:
+        return [f"{indent}{spell(d.name)}_flat = {spell(d.name)}.ravel()  # a view (a copy if not C-ordered)"
+                for d in self.flat_arrays(symbols)]
+
+    @staticmethod
+    def flat_element(array, index: tuple, sample: str) -> str:
+        row = math.prod(array.shape[1:])
+        offset = sum(i * math.prod(array.shape[1 + a + 1:]) for a, i in enumerate(index))
+        return f"{spell(array.name)}_flat[{row}*{sample} + {offset}]"
 
     def n_line(self, indent: str) -> str:
         first = self.plan.sample_data[0]
@@ -131,6 +153,7 @@ class CpuEmitter:
             lines.append("    # loop-invariant terms")
             lines += self.assign(loop.invariants, "    ")
         lines += [f"    {a.symbol} = 0.0" for a in loop.accumulators]
+        lines += self.flat_views(used, "    ")
         lines.append(f"    for i in {self.sample_range}:")
         lines += self.loads(used, "        ", sample="i")
         if loop.body:

@@ -82,6 +82,7 @@ def {after_step}(loss, step, count, log_every, history, stopped, theta, grad, hy
 class CudaEmitter(CpuEmitter):
     target = "cuda"
     vector_math = False  # CUDA's math.exp/math.tanh are fast native functions
+    flat_reads = False  # no vectorizer to help; keep X[i, j]
     jit = "@cuda.jit(device=True)"
 
     def helper_jit(self, nargs: int) -> str:

@@ -10,7 +10,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import autodiff, codegen, cuda_runtime, distributed, explain, loader, schedule, threads
+from . import autodiff, codegen, cuda_runtime, distributed, explain, loader, plancache, schedule, threads
 from .errors import GraphcError
 from .graph import Graph, Node, format_shape
 from .runtime import Result, bind_data, check_names, merge, pack_params, unpack
@@ -34,9 +34,15 @@ class Timings(dict):
 def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", dtype: str = "float64") -> "Compiled":
     """Build graph -> differentiate -> schedule -> emit -> load. Each line is one stage."""
     timings = Timings()
-    plan = make_plan(loss, wrt, timings)                            # graph, autodiff, schedule
-    with timings.stage("codegen"):
-        source = codegen.emit(plan, target, codegen.check_dtype(dtype))  # readable Python for Numba
+
+    def build() -> tuple[Plan, str]:
+        plan = make_plan(loss, wrt, timings)                            # graph, autodiff, schedule
+        with timings.stage("codegen"):
+            source = codegen.emit(plan, target, codegen.check_dtype(dtype))  # readable Python for Numba
+        return plan, source
+
+    # or both from the plan cache (a second process skips SymPy); every argument is in its key
+    plan, source = plancache.get(build, loss, wrt, timings, kind="evaluate", target=target, dtype=dtype)
     return Compiled(plan, source, target, dtype, timings)          # loaded (and cached) by loader
 
 

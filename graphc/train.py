@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import codegen, cuda_runtime, distributed
+from . import codegen, cuda_runtime, distributed, plancache
 from .compile import Compiled, Timings, make_plan
 from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
 from .graph import N, Node
@@ -344,13 +344,20 @@ def _compiled(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, o
     if not all(hasattr(optimizer, a) for a in ("hyper", "slots", "formula")):
         raise GraphcError(f"optimizer must be a graphc optimizer such as gc.SGD(lr=...), got {optimizer!r}")
     timings = Timings()
-    if getattr(optimizer, "second_order", False):
-        with timings.stage("autodiff"):
-            plan = hessian_plan(loss, wrt)
-    else:
-        plan = make_plan(loss, wrt, timings)
-    with timings.stage("codegen"):
-        source = codegen.emit(plan, target, codegen.check_dtype(dtype), optimizer, batches)
+    second_order = getattr(optimizer, "second_order", False)
+
+    def build() -> tuple[Any, str]:
+        if second_order:
+            with timings.stage("autodiff"):
+                plan = hessian_plan(loss, wrt)
+        else:
+            plan = make_plan(loss, wrt, timings)
+        with timings.stage("codegen"):
+            source = codegen.emit(plan, target, codegen.check_dtype(dtype), optimizer, batches)
+        return plan, source
+
+    plan, source = plancache.get(build, loss, wrt, timings, warn_zero_grads=not second_order, kind="train",
+                                 target=target, dtype=dtype, optimizer=optimizer, batches=batches)
     compiled = Compiled(plan, source, target, dtype, timings, stem="graphc_fit")
     compiled.optimizer = optimizer  # export() writes the training loop with it
     return compiled

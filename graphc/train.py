@@ -129,7 +129,7 @@ def fit(
         train, n_samples, _ = distributed.trainer(compiled, data, client)
     else:
         arrays, n_samples = bind_data(plan, data, dtype)
-        train = functools.partial(compiled.run, compiled.module.train, tuple(arrays))
+        train = functools.partial(_unbatched, compiled, tuple(arrays))
     if steps is None:  # epochs without batches: one step per epoch
         steps = epochs
     slots, count = _initial_state(optimizer, plan.n_grads, state)
@@ -306,6 +306,12 @@ def _check_split(plan: Any, data: Mapping[str, Any], init: Mapping[str, Any]) ->
     missing = [n for n in inputs if n not in data] + [n for n in plan.layout if n not in init]
     if missing:
         raise BindingError(f"fit: missing value(s) for {', '.join(map(repr, missing))}")
+
+
+def _unbatched(compiled: Compiled, arrays: tuple, *args: Any) -> int:
+    """The compiled ``train`` with its scratch space (grad, acc) added."""
+    scratch = np.zeros(compiled.plan.n_grads), np.zeros(len(compiled.plan.accumulators))
+    return compiled.run(compiled.module.train, arrays, *args, *scratch)
 
 
 def _batched(compiled: Compiled, arrays: tuple, batching: tuple, *args: Any) -> int:

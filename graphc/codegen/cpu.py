@@ -195,10 +195,9 @@ class CpuEmitter:
         plan = self.plan
         return "\n".join([
             self.jit,
-            "def train(data, theta, hyper, state, count, steps, log_every, history):",
-            '    """Run `steps` optimizer steps on theta and state in place; returns the steps done."""',
-            f"    grad = np.zeros({plan.n_grads})",
-            f"    acc = np.zeros({len(plan.accumulators)})",
+            "def train(data, theta, hyper, state, count, steps, log_every, history, grad, acc):",
+            '    """Run `steps` optimizer steps on theta and state in place; returns the steps done.',
+            f'    grad ({plan.n_grads}) and acc ({len(plan.accumulators)}) are scratch space from the caller."""',
             "    for step in range(steps):",
             *self.step_lines("evaluate(*data, theta, grad, acc)"),
         ])

@@ -23,7 +23,11 @@ installed, slow Numba's start-up (it probes for them), and the script warns if t
 importable. The interpreter, its prefix and the versions are printed with the results.
 
     python benchmarks/bench_startup.py [--repeats 7] [--steps 2000] [--python PATH]
-                                       [--breakdown] [--json out.json]
+                                       [--baseline DIR] [--breakdown] [--json out.json]
+
+``--baseline DIR`` measures a second graphc (DIR holds its ``graphc`` package, e.g. an
+older commit unpacked with ``git archive REV graphc | tar -x -C DIR``) in the same run,
+each of its repeats right after the same repeat of this one, so both see the same load.
 
 Child processes run without PYTHONDONTWRITEBYTECODE (a first, untimed import writes
 graphc's .pyc files, as an installed package has them); ``--no-bytecode`` keeps the
@@ -121,54 +125,80 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=7, help="cold/warm pairs (at least 5 for a median)")
     ap.add_argument("--steps", type=int, default=2000, help="fit steps (the tutorial's 2000 by default)")
     ap.add_argument("--python", default=sys.executable, help="the interpreter to measure (default: this one)")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also measure the graphc package under DIR (put first on PYTHONPATH), each repeat "
+                         "right after this one, so both see the same load")
     ap.add_argument("--breakdown", action="store_true", help="also print the median pipeline stages")
     ap.add_argument("--no-bytecode", action="store_true",
                     help="keep PYTHONDONTWRITEBYTECODE as it is (graphc's modules then compile at every import)")
     ap.add_argument("--json", help="write every repeat and the summary here")
     args = ap.parse_args(argv)
 
+    variants = {"graphc": None}
+    if args.baseline:
+        variants = {"baseline": os.path.abspath(args.baseline), "graphc": None}
     code = CHILD.replace("STEPS", str(args.steps)).replace("LOG_EVERY", str(min(100, max(args.steps, 1))))
+    result: dict = {"steps": args.steps, "repeats": args.repeats, "variants": {}}
     with tempfile.TemporaryDirectory(prefix="graphc-startup-") as root:
-        probe = run_child(args.python, PROBE, child_env(os.path.join(root, "probe"), args.no_bytecode))
-        print(f"python  {probe['python']} at {probe['executable']} (prefix {probe['prefix']})")
-        print(f"graphc  {probe['graphc']} from {os.path.dirname(probe['graphc_file'])}; numba {probe['numba']}, "
-              f"numpy {probe['numpy']}, sympy {probe['sympy']}")
-        if probe["heavy"]:
-            print(f"WARNING: {', '.join(probe['heavy'])} importable in this environment: Numba's start-up is "
-                  "slower than in a venv with graphc's dependencies only; the figures are not representative")
+
+        def env_for(name: str, cache: str) -> dict:
+            env = child_env(os.path.join(root, cache), args.no_bytecode)
+            if variants[name]:
+                env["PYTHONPATH"] = variants[name] + os.pathsep + env.get("PYTHONPATH", "")
+            return env
+
+        for name in variants:
+            probe = run_child(args.python, PROBE, env_for(name, f"probe-{name}"))
+            result["variants"][name] = {"probe": probe, "rows": {"cold": [], "warm": []}}
+            print(f"{name:8}  python {probe['python']} at {probe['executable']} (prefix {probe['prefix']})")
+            print(f"{'':8}  graphc {probe['graphc']} from {os.path.dirname(probe['graphc_file'])}; "
+                  f"numba {probe['numba']}, numpy {probe['numpy']}, sympy {probe['sympy']}")
+            if probe["heavy"]:
+                print(f"WARNING: {', '.join(probe['heavy'])} importable in this environment: Numba's start-up "
+                      "is slower than in a venv with graphc's dependencies only; the figures are not representative")
         if os.environ.get("PYTHONDONTWRITEBYTECODE"):
             print("note: PYTHONDONTWRITEBYTECODE is set here; " + (
                 "kept (--no-bytecode)" if args.no_bytecode else "removed for the child processes"))
         print(f"workload: sine fit, 2000 points, steps={args.steps}; {args.repeats} cold/warm pairs; "
               f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at start\n")
 
-        rows: dict[str, list[dict]] = {"cold": [], "warm": []}
         for k in range(args.repeats):
-            env = child_env(os.path.join(root, f"cache{k}"), args.no_bytecode)
-            rows["cold"].append(run_child(args.python, code, env))
-            rows["warm"].append(run_child(args.python, code, env))
-            cold, warm = rows["cold"][-1], rows["warm"][-1]
-            print(f"  repeat {k + 1}: cold {cold['import']:.3f} + {cold['first']:.3f} s, "
-                  f"warm {warm['import']:.3f} + {warm['first']:.3f} s (import + first result)", flush=True)
-            ok = cold["params"] == warm["params"] and cold["loss"] == warm["loss"]
-            if not ok:
-                raise SystemExit("cold and warm processes disagree on the fitted parameters")
-        load_end = os.getloadavg()[0]
+            for name in variants:
+                env = env_for(name, f"cache-{name}-{k}")
+                rows = result["variants"][name]["rows"]
+                rows["cold"].append(run_child(args.python, code, env))
+                rows["warm"].append(run_child(args.python, code, env))
+                cold, warm = rows["cold"][-1], rows["warm"][-1]
+                print(f"  repeat {k + 1} {name:8}: cold {cold['import']:.3f} + {cold['first']:.3f} s, "
+                      f"warm {warm['import']:.3f} + {warm['first']:.3f} s (import + first result)", flush=True)
+                if cold["params"] != warm["params"] or cold["loss"] != warm["loss"]:
+                    raise SystemExit("cold and warm processes disagree on the fitted parameters")
+        result["load_end"] = os.getloadavg()[0]
 
-    print(f"\nseconds, median [min - max] over {args.repeats} repeats (load average {load_end:.2f} at the end)\n")
+    for name, variant in result["variants"].items():
+        variant["summary"] = report(name, variant["rows"], args, result["load_end"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+def report(name: str, rows: dict[str, list[dict]], args: argparse.Namespace, load_end: float) -> dict:
+    print(f"\n{name}: seconds, median [min - max] over {args.repeats} repeats "
+          f"(load average {load_end:.2f} at the end)\n")
     print(f"| {'':28} | {'cold':>22} | {'warm':>22} |")
     print(f"|{'-' * 30}|{'-' * 24}|{'-' * 24}|")
-    result: dict = {"probe": probe, "steps": args.steps, "repeats": args.repeats, "rows": rows, "summary": {}}
+    out: dict = {}
     for key in COLUMNS:
         cells = []
         for kind in ("cold", "warm"):
             med, lo, hi = summary(rows[kind], key)
-            result["summary"].setdefault(kind, {})[key] = {"median": med, "min": lo, "max": hi}
+            out.setdefault(kind, {})[key] = {"median": med, "min": lo, "max": hi}
             cells.append(f"{med:.3f} [{lo:.3f} - {hi:.3f}]")
         print(f"| {LABELS[key]:28} | {cells[0]:>22} | {cells[1]:>22} |")
     print()
     for kind, (key, limit) in TARGETS.items():
-        med = result["summary"][kind][key]["median"]
+        med = out[kind][key]["median"]
         print(f"target {kind}: {LABELS[key]} < {limit} s: {'met' if med < limit else 'NOT met'} "
               f"(median {med:.3f} s)")
     if args.breakdown:
@@ -177,10 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
             stages = stage_medians(rows[kind])
             print(f"  {kind}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                            for k, v in stages.items()))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-    return result
+    return out
 
 
 if __name__ == "__main__":

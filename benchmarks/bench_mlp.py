@@ -188,11 +188,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--wide-n", type=int, default=100_000)
     ap.add_argument("--no-wide", action="store_true")
+    ap.add_argument("--wide-only", action="store_true")
+    ap.add_argument("--wide-steps", type=int, default=5)
     ap.add_argument("--out", default=None, help="folder for a JSON of the rows")
     args = ap.parse_args()
-    rows = run(args.n, (3, 32, 1), args.steps, ("float32", "float64"))
+    rows = [] if args.wide_only else run(args.n, (3, 32, 1), args.steps, ("float32", "float64"))
     if not args.no_wide:
-        rows += run(args.wide_n, (3, 256, 256, 1), max(1, args.steps // 20), ("float32",))
+        rows += run(args.wide_n, (3, 256, 256, 1), args.wide_steps, ("float32",))
     if args.out:
         path = Path(args.out) / f"bench_mlp_{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,29 +10,48 @@
 
 __version__ = "0.1.0"
 
-from . import threads  # noqa: E402
+import gc as _gc  # noqa: E402
+import os as _os  # noqa: E402
 
-threads.configure()  # a threadsafe Numba threading layer, before any parallel code runs
+# Importing Numba and SymPy creates about a million objects that live as long as the process.
+# The cyclic garbage collector scanning them again and again while they are made, and then
+# at every full collection after (the one at exit included), cost about 0.3 s of a cold
+# start; so it pauses during this import, and what exists at its end is frozen (gc.freeze:
+# left out of later collections; cyclic garbage among those objects is never reclaimed).
+# GRAPHC_GC_FREEZE=0 leaves the collector alone.
+_TUNE_GC = _os.environ.get("GRAPHC_GC_FREEZE", "1").strip().lower() not in ("0", "false", "no", "off")
+_COLLECTING = _gc.isenabled()
+if _TUNE_GC:
+    _gc.disable()
+try:
+    from . import threads  # noqa: E402
 
-from . import nn  # noqa: E402
-from .compile import Compiled, compile  # noqa: E402
-from .errors import (  # noqa: E402
-    BindingError, DTypeError, GraphcError, InvalidName, NonFiniteLoss, ShapeError, TargetError,
-    UnsupportedError,
-)
-from .graph import Graph, N, Node  # noqa: E402
-from .ops import (  # noqa: E402
-    abs, broadcast_to, concatenate, constant, cos, data, einsum, exp, flatten, function, gelu, log,
-    matmul, maximum, mean, minimum, param, params, relu, reshape, sigmoid, sin, softplus, sqrt,
-    stack, stop_gradient, sum, tan, tanh, transpose, where,
-)
-from .checkpoint import load  # noqa: E402
-from .optim import (  # noqa: E402
-    SGD, Adagrad, Adam, AdamW, CosineAnnealingLR, ExponentialLR, Newton, RMSprop, StepLR,
-)
-from .plot import plot_fit  # noqa: E402
-from .runtime import Result  # noqa: E402
-from .train import FitResult, fit  # noqa: E402
+    threads.configure()  # a threadsafe Numba threading layer, before any parallel code runs
+
+    from . import nn  # noqa: E402
+    from .compile import Compiled, compile  # noqa: E402
+    from .errors import (  # noqa: E402
+        BindingError, DTypeError, GraphcError, InvalidName, NonFiniteLoss, ShapeError, TargetError,
+        UnsupportedError,
+    )
+    from .graph import Graph, N, Node  # noqa: E402
+    from .ops import (  # noqa: E402
+        abs, broadcast_to, concatenate, constant, cos, data, einsum, exp, flatten, function, gelu, log,
+        matmul, maximum, mean, minimum, param, params, relu, reshape, sigmoid, sin, softplus, sqrt,
+        stack, stop_gradient, sum, tan, tanh, transpose, where,
+    )
+    from .checkpoint import load  # noqa: E402
+    from .optim import (  # noqa: E402
+        SGD, Adagrad, Adam, AdamW, CosineAnnealingLR, ExponentialLR, Newton, RMSprop, StepLR,
+    )
+    from .plot import plot_fit  # noqa: E402
+    from .runtime import Result  # noqa: E402
+    from .train import FitResult, fit  # noqa: E402
+finally:
+    if _TUNE_GC and _COLLECTING:
+        _gc.enable()
+if _TUNE_GC:
+    _gc.freeze()
 
 __all__ = [
     "Adam", "BindingError", "Compiled", "DTypeError", "FitResult", "Graph", "GraphcError",

@@ -101,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="fit a cubic to sin(x): eager numpy vs compiled, with timings and the code",
                    description="What `make demo` runs: the tutorial's sine fit in eager numpy and in graphc.")
-    c = sub.add_parser("cache", help="inspect or clear the on-disk cache of generated code",
+    c = sub.add_parser("cache", help="inspect or clear the on-disk cache of generated code and plans",
                        description="The cache lives in $GRAPHC_CACHE_DIR, else ~/.cache/graphc.")
     c.add_argument("action", choices=["info", "clear"])
     return p
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.action == "info":
         info = loader.cache_info()
-        print(f"{info['path']}: {info['modules']} module(s), {info['files']} file(s), {info['bytes']} bytes")
+        print(f"{info['path']}: {info['modules']} module(s), {info['plans']} plan(s), {info['files']} file(s), "
+              f"{info['bytes']} bytes")
     else:
         print(f"removed {loader.clear_cache()} file(s) from {loader.cache_dir()}")
     return 0

@@ -10,7 +10,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import autodiff, blocked, codegen, cuda_runtime, distributed, explain, loader, threads
+from . import autodiff, blocked, codegen, cuda_runtime, distributed, explain, loader, plancache, threads
 from .blocked import BlockPlan
 from .errors import GraphcError, UnsupportedError
 from .graph import Graph, Node, format_shape
@@ -40,9 +40,16 @@ def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", 
     as arrays, dense products; for wide layers) or "auto" (blocked when a per-sample
     contraction has a weight of blocked.WIDE or more elements; see docs/design.md)."""
     timings = Timings()
-    plan = make_plan(loss, wrt, timings, schedule, target)          # graph, autodiff, schedule
-    with timings.stage("codegen"):
-        source = codegen.emit(plan, target, codegen.check_dtype(dtype))  # readable Python for Numba
+
+    def build() -> tuple[Plan | BlockPlan, str]:
+        plan = make_plan(loss, wrt, timings, schedule, target)          # graph, autodiff, schedule
+        with timings.stage("codegen"):
+            source = codegen.emit(plan, target, codegen.check_dtype(dtype))  # readable Python for Numba
+        return plan, source
+
+    # or both from the plan cache (a second process skips SymPy); every argument is in its key
+    plan, source = plancache.get(build, loss, wrt, timings, kind="evaluate", target=target, dtype=dtype,
+                                 schedule=schedule)
     return Compiled(plan, source, target, dtype, timings)          # loaded (and cached) by loader
 
 

@@ -154,11 +154,12 @@ def cache_info() -> dict:
     root = cache_dir()
     files = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
     return {"path": str(root), "modules": sum(p.suffix == ".py" for p in files),
+            "plans": sum(p.suffix == ".plan" for p in files),  # graphc/plancache.py
             "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
 
 
 def clear_cache() -> int:
-    """Delete every cached module and its machine code; returns how many files went."""
+    """Delete every cached module, its machine code and the cached plans; returns how many files went."""
     info = cache_info()
     root = cache_dir()
     if root.is_dir():

@@ -19,7 +19,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import sympy as sp
-from sympy.codegen.cfunctions import log1p
 
 from .errors import DTypeError, GraphcError, ShapeError, UnsupportedError
 from .graph import N, Node, check_name, format_shape, sample_axis
@@ -116,6 +115,8 @@ def _gelu(z: sp.Expr) -> sp.Expr:
 
 def _softplus(z: sp.Expr) -> sp.Expr:
     # log(1 + exp(z)) written so that exp never overflows: max(z, 0) + log1p(exp(-|z|))
+    from sympy.codegen.cfunctions import log1p  # imported when first used: sympy.codegen is 10 ms
+
     return sp.Max(z, 0) + log1p(sp.exp(-sp.Abs(z)))
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import codegen, cuda_runtime, distributed
+from . import codegen, cuda_runtime, distributed, plancache
 from .compile import Compiled, Timings, make_plan
 from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
 from .graph import N, Node
@@ -133,7 +133,7 @@ def fit(
         train, n_samples, _ = distributed.trainer(compiled, data, client)
     else:
         arrays, n_samples = bind_data(plan, data, dtype)
-        train = functools.partial(compiled.run, compiled.module.train, tuple(arrays))
+        train = functools.partial(_unbatched, compiled, tuple(arrays))
     if steps is None:  # epochs without batches: one step per epoch
         steps = epochs
     slots, count = _initial_state(optimizer, plan.n_grads, state)
@@ -312,6 +312,12 @@ def _check_split(plan: Any, data: Mapping[str, Any], init: Mapping[str, Any]) ->
         raise BindingError(f"fit: missing value(s) for {', '.join(map(repr, missing))}")
 
 
+def _unbatched(compiled: Compiled, arrays: tuple, *args: Any) -> int:
+    """The compiled ``train`` with its scratch space (grad, acc) added."""
+    scratch = np.zeros(compiled.plan.n_grads), np.zeros(compiled.plan.n_acc)
+    return compiled.run(compiled.module.train, arrays, *args, *scratch)
+
+
 def _batched(compiled: Compiled, arrays: tuple, batching: tuple, *args: Any) -> int:
     """The compiled ``train_batches`` with the ``train`` signature _Loop calls."""
     return compiled.run(compiled.module.train_batches, arrays, *args, *batching)
@@ -348,15 +354,23 @@ def _compiled(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, o
     if not all(hasattr(optimizer, a) for a in ("hyper", "slots", "formula")):
         raise GraphcError(f"optimizer must be a graphc optimizer such as gc.SGD(lr=...), got {optimizer!r}")
     timings = Timings()
-    if getattr(optimizer, "second_order", False):
-        if schedule == "blocked":
-            raise UnsupportedError(f"{type(optimizer).__name__} needs the exact Hessian: use schedule='fused'")
-        with timings.stage("autodiff"):
-            plan = hessian_plan(loss, wrt)
-    else:
-        plan = make_plan(loss, wrt, timings, schedule, target)
-    with timings.stage("codegen"):
-        source = codegen.emit(plan, target, codegen.check_dtype(dtype), optimizer, batches)
+    second_order = getattr(optimizer, "second_order", False)
+    if second_order and schedule == "blocked":
+        raise UnsupportedError(f"{type(optimizer).__name__} needs the exact Hessian: use schedule='fused'")
+
+    def build() -> tuple[Any, str]:
+        if second_order:
+            with timings.stage("autodiff"):
+                plan = hessian_plan(loss, wrt)
+        else:
+            plan = make_plan(loss, wrt, timings, schedule, target)
+        with timings.stage("codegen"):
+            source = codegen.emit(plan, target, codegen.check_dtype(dtype), optimizer, batches)
+        return plan, source
+
+    plan, source = plancache.get(build, loss, wrt, timings, warn_zero_grads=not second_order, kind="train",
+                                 target=target, dtype=dtype, optimizer=optimizer, batches=batches,
+                                 schedule=schedule)
     compiled = Compiled(plan, source, target, dtype, timings, stem="graphc_fit")
     compiled.optimizer = optimizer  # export() writes the training loop with it
     return compiled

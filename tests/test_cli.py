@@ -72,7 +72,7 @@ def test_cache_info_and_clear(script, capsys):
     u, v = gc.params("u_cli v_cli")  # a graph no other test compiles, so its file is new
     gc.compile(gc.sum((u + v * gc.data("x")) ** 2))
     assert cli.main(["cache", "info"]) == 0
-    assert "1 module(s)" in capsys.readouterr().out
+    assert "1 module(s), 1 plan(s)" in capsys.readouterr().out
     assert cli.main(["cache", "clear"]) == 0
     assert "removed" in capsys.readouterr().out
     cli.main(["cache", "info"])

@@ -190,5 +190,9 @@ def test_timings_show_a_cache_hit_in_a_second_process(tmp_path):
     assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
     first, second = (json.loads(r.stdout) for r in runs)
     assert first["cache"] == "miss" and second["cache"] == "hit"
-    for stage in ("graph", "autodiff", "schedule", "cse", "codegen", "load", "numba"):
-        assert first[stage] >= 0 and second[stage] >= 0
+    assert first["plan"] == "miss" and second["plan"] == "hit"  # the plan cache: no SymPy the second time
+    for stage in ("graph", "autodiff", "schedule", "cse", "codegen", "plancache", "load", "numba"):
+        assert first[stage] >= 0
+    for stage in ("graph", "plancache", "load", "numba"):
+        assert second[stage] >= 0
+    assert not {"autodiff", "schedule", "cse", "codegen"} & set(second)

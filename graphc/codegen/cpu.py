@@ -229,10 +229,9 @@ class CpuEmitter:
         plan = self.plan
         head = [
             self.jit,
-            "def train(data, theta, hyper, state, count, steps, log_every, history):",
-            '    """Run `steps` optimizer steps on theta and state in place; returns the steps done."""',
-            f"    grad = np.zeros({plan.n_grads})",
-            f"    acc = np.zeros({plan.n_acc})",
+            "def train(data, theta, hyper, state, count, steps, log_every, history, grad, acc):",
+            '    """Run `steps` optimizer steps on theta and state in place; returns the steps done.',
+            f'    grad ({plan.n_grads}) and acc ({plan.n_acc}) are scratch space from the caller."""',
         ]
         if not (self.inline_evaluate and self.args):
             return "\n".join(head + ["    for step in range(steps):", *self.step_lines("evaluate(*data, theta, grad, acc)")])

@@ -197,7 +197,8 @@ class CpuEmitter:
             self.jit,
             "def train(data, theta, hyper, state, count, steps, log_every, history, grad, acc):",
             '    """Run `steps` optimizer steps on theta and state in place; returns the steps done.',
-            f'    grad ({plan.n_grads}) and acc ({len(plan.accumulators)}) are scratch space from the caller."""',
+            f"    grad ({plan.n_grads}) and acc ({len(plan.accumulators)}) are scratch space from the "
+            'caller."""',
             "    for step in range(steps):",
             *self.step_lines("evaluate(*data, theta, grad, acc)"),
         ])

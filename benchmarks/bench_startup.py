@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "right after this one, so both see the same load")
     ap.add_argument("--breakdown", action="store_true", help="also print the median pipeline stages")
     ap.add_argument("--no-bytecode", action="store_true",
-                    help="keep PYTHONDONTWRITEBYTECODE as it is (graphc's modules then compile at every import)")
+                    help="keep PYTHONDONTWRITEBYTECODE as it is (graphc's modules compile at each import)")
     ap.add_argument("--json", help="write every repeat and the summary here")
     args = ap.parse_args(argv)
 
@@ -154,8 +154,9 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{'':8}  graphc {probe['graphc']} from {os.path.dirname(probe['graphc_file'])}; "
                   f"numba {probe['numba']}, numpy {probe['numpy']}, sympy {probe['sympy']}")
             if probe["heavy"]:
-                print(f"WARNING: {', '.join(probe['heavy'])} importable in this environment: Numba's start-up "
-                      "is slower than in a venv with graphc's dependencies only; the figures are not representative")
+                print(f"WARNING: {', '.join(probe['heavy'])} importable in this environment: Numba's "
+                      "start-up is slower than in a venv with graphc's dependencies only; the figures are "
+                      "not representative")
         if os.environ.get("PYTHONDONTWRITEBYTECODE"):
             print("note: PYTHONDONTWRITEBYTECODE is set here; " + (
                 "kept (--no-bytecode)" if args.no_bytecode else "removed for the child processes"))
@@ -169,8 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
                 rows["cold"].append(run_child(args.python, code, env))
                 rows["warm"].append(run_child(args.python, code, env))
                 cold, warm = rows["cold"][-1], rows["warm"][-1]
-                print(f"  repeat {k + 1} {name:8}: cold {cold['import']:.3f} + {cold['first']:.3f} s, "
-                      f"warm {warm['import']:.3f} + {warm['first']:.3f} s (import + first result)", flush=True)
+                print(f"  repeat {k + 1} {name:8}: cold {cold['import']:.3f} + {cold['first']:.3f} s, warm "
+                      f"{warm['import']:.3f} + {warm['first']:.3f} s (import + first result)", flush=True)
                 if cold["params"] != warm["params"] or cold["loss"] != warm["loss"]:
                     raise SystemExit("cold and warm processes disagree on the fitted parameters")
         result["load_end"] = os.getloadavg()[0]

@@ -362,7 +362,8 @@ def fit({args}init, steps, log_every=100):
     hyper = np.array(list(HYPER.values()), dtype=np.float64)
     state = np.zeros((SLOTS, N_GRADS))
     history = np.zeros(steps // log_every)
-    done = train(({arrays}), theta, hyper, state, 0, steps, log_every, history, np.zeros(N_GRADS), np.zeros(N_ACC))
+    scratch = np.zeros(N_GRADS), np.zeros(N_ACC)
+    done = train(({arrays}), theta, hyper, state, 0, steps, log_every, history, *scratch)
     kept = len(history) if done >= steps else (done + 1) // log_every
     logged = [(k * log_every + log_every - 1, float(v)) for k, v in enumerate(history[:kept])]
     return unpack(theta, list(PARAMS)), logged

@@ -107,8 +107,9 @@ def fingerprint(graph: Graph, loss: Node, wrt: list[Node], args: dict[str, Any])
          sp.__version__, np.__version__),
     ]
     for node in graph.nodes:
-        parts.append((node.op, tuple(index[id(i)] for i in node.inputs),
-                      tuple((k, _encode(v)) for k, v in node.attrs), _encode(node.shape), node.dtype, node.name))
+        attrs = tuple((k, _encode(v)) for k, v in node.attrs)
+        parts.append((node.op, tuple(index[id(i)] for i in node.inputs), attrs, _encode(node.shape),
+                      node.dtype, node.name))
     parts.append(("loss", index[id(loss)]))
     parts.append(("wrt", tuple(index[id(p)] if id(p) in index else ("extra", p.name, _encode(p.shape))
                                for p in wrt)))
@@ -137,7 +138,8 @@ def _encode(value: Any, n_wrt: int = 0) -> Any:
     if isinstance(value, (tuple, list)):
         return (type(value).__name__, tuple(_encode(v, n_wrt) for v in value))
     if isinstance(value, np.ndarray):
-        return ("array", value.dtype.str, value.shape, hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest())
+        digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+        return ("array", value.dtype.str, value.shape, digest)
     if isinstance(value, np.generic):
         return ("scalar", value.dtype.str, value.tobytes().hex())
     if isinstance(value, Elementwise):
@@ -218,7 +220,8 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unknown node reference {pid!r}")
 
 
-def _read(path: Path, key: str, loss: Node, wrt: list[Node], leaves: dict[str, Node]) -> tuple[Any, str] | None:
+def _read(path: Path, key: str, loss: Node, wrt: list[Node],
+          leaves: dict[str, Node]) -> tuple[Any, str] | None:
     """The stored (plan, source), or None when missing, damaged or not this graph's."""
     try:
         data = path.read_bytes()

@@ -241,8 +241,57 @@ class CpuEmitter:
         for k in range(len(self.sizes)):
             head += ["    " + line for line in self.run_loop(k)]
         return "\n".join(head + self.step_lines(self.finish_call))
-            f"    grad ({plan.n_grads}) and acc ({len(plan.accumulators)}) are scratch space from the "
-            'caller."""',
+
+    def train_batches(self) -> str:
+        """The training loop on mini-batches: each step gathers its batch, then runs evaluate
+        (its body, as train does, so a batch of all samples gives train's bits)."""
+        plan = self.plan
+        names = [spell(d.name) for d in plan.data]
+        first = spell(plan.sample_data[0].name)
+        gathered = {s: f"batch_{k}" for k, (s, d) in enumerate(zip(names, plan.data)) if N in d.shape}
+        batch_args = ", ".join(gathered.get(s, s) for s in names)
+        if self.inline_evaluate:
+            body = [f"        {b} = {s}[take]" for s, b in gathered.items()]
+            body.append(f"        n = {gathered[first]}.shape[0]")
+            body += ["    " + line.replace(f"{self.args}, theta", f"{batch_args}, theta") for k in range(len(self.sizes))
+                     for line in self.run_loop(k)]
+            evaluate = self.finish_call
+        else:
+            body, evaluate = [], f"evaluate({', '.join(f'{s}[take]' if s in gathered else s for s in names)}, theta, grad, acc)"
+        return "\n".join([
+            self.jit,
+            "def train_batches(data, theta, hyper, state, count, steps, log_every, history, batch, shuffle, seed):",
+            '    """Like train, on mini-batches. Global step t (= count) uses batch t % nb of epoch t // nb,',
+            "    nb = ceil(total / batch): samples order[k*batch:(k+1)*batch], where order is 0..total-1, or with",
+            "    shuffle a permutation drawn after seeding with (seed, epoch) only, so chunked calls agree.\"\"\"",
+            f"    {', '.join(names)}, = data",
+            f"    total = {first}.shape[0]",
+            "    nb = (total + batch - 1) // batch",
+            f"    grad = np.zeros({plan.n_grads})",
+            f"    acc = np.zeros({plan.n_acc})",
+            "    order = np.arange(total)",
+            "    epoch = -1",
             "    for step in range(steps):",
-            *self.step_lines("evaluate(*data, theta, grad, acc)"),
+            "        if shuffle and count // nb != epoch:",
+            "            epoch = count // nb",
+            "            np.random.seed((seed * 1000003 + epoch) % 4294967296)",
+            "            order = np.random.permutation(total)",
+            "        lo = (count % nb) * batch",
+            "        take = order[lo:min(total, lo + batch)]",
+            *body,
+            *self.step_lines(evaluate),
         ])
+
+    @staticmethod
+    def step_lines(evaluate: str) -> list[str]:
+        """The rest of a training step (both loops): log, stop if not finite, update."""
+        return [
+            f"        loss = {evaluate}",
+            "        if step % log_every == log_every - 1:",
+            "            history[step // log_every] = loss",
+            "        if not abs(loss) <= 1.7976931348623157e308:  # NaN or inf (math.isfinite folds away under reassoc)",
+            "            return step",
+            "        count += 1",
+            "        update(theta, grad, hyper, state, count)",
+            "    return steps",
+        ]

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 from .errors import UnsupportedError
 from .graph import N, Node, toposort
+from .schedule import Layout
 
 SCHEDULES = ("auto", "fused", "blocked")
 WIDE = 64  # auto: a per-sample contraction with a weight this large runs blocked
@@ -48,7 +49,7 @@ class Accumulator:
 
 
 @dataclass
-class BlockPlan:
+class BlockPlan(Layout):
     """What ``codegen/blocked.py`` prints; the runtime reads the same fields as on a Plan."""
 
     loss: Node
@@ -69,14 +70,6 @@ class BlockPlan:
     acc_of: dict[int, Accumulator] = field(default_factory=dict)
 
     @property
-    def n_grads(self) -> int:
-        return sum(math.prod(self.layout[p.name][1]) for p in self.wrt)
-
-    @property
-    def n_theta(self) -> int:
-        return sum(math.prod(shape) for _, shape in self.layout.values())
-
-    @property
     def n_acc(self) -> int:
         return sum(a.size for a in self.accumulators)
 
@@ -86,10 +79,6 @@ class BlockPlan:
         for a in self.accumulators:
             sizes[a.pass_] += a.size
         return sizes
-
-    @property
-    def sample_data(self) -> list[Node]:
-        return [d for d in self.data if N in d.shape]
 
 
 def per_sample(node: Node) -> bool:

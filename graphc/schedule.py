@@ -52,8 +52,28 @@ class Load:
     index: tuple[int, ...]  # fixed index (the sample index goes at the node's sample axis)
 
 
+class Layout:
+    """What the runtime reads from either kind of plan: the parameter layout and the data."""
+
+    layout: dict[str, tuple[int, tuple]]
+    wrt: list[Node]
+    data: list[Node]
+
+    @property
+    def n_grads(self) -> int:
+        return sum(math.prod(self.layout[p.name][1]) for p in self.wrt)
+
+    @property
+    def n_theta(self) -> int:
+        return sum(math.prod(shape) for _, shape in self.layout.values())
+
+    @property
+    def sample_data(self) -> list[Node]:
+        return [d for d in self.data if N in d.shape]
+
+
 @dataclass
-class Plan:
+class Plan(Layout):
     """Everything code generation needs, target-independent."""
 
     loss: Node
@@ -81,20 +101,8 @@ class Plan:
         return len(self.accumulators)
 
     @property
-    def n_grads(self) -> int:
-        return sum(math.prod(self.layout[p.name][1]) for p in self.wrt)
-
-    @property
-    def n_theta(self) -> int:
-        return sum(math.prod(shape) for _, shape in self.layout.values())
-
-    @property
     def accumulators(self) -> list[Accumulator]:
         return [a for loop in self.loops for a in loop.accumulators]
-
-    @property
-    def sample_data(self) -> list[Node]:
-        return [d for d in self.data if N in d.shape]
 
 
 N_SYMBOL = sp.Symbol("n", positive=True, integer=True)
@@ -318,27 +326,30 @@ def _broadcast_map(out_shape: tuple, in_shape: tuple) -> Callable[[tuple], tuple
     return lambda idx: tuple(0 if p is None else idx[p] for p in picks)
 
 
+def index_source(in_shape: tuple, key: tuple, idx: tuple,
+                 affine: Callable[[int, int, Any], Any] = lambda start, step, i: start + step * i) -> tuple:
+    """The fixed index of ``x`` that element ``idx`` of ``x[key]`` reads. ``affine(start,
+    step, i)`` makes a sliced axis' index (codegen/blocked.py passes one that writes text)."""
+    out, j, axis = [], 0, 0
+    for k in key:
+        if k[0] == "new":
+            j += 1
+            continue
+        dim = in_shape[axis]
+        axis += 1
+        if dim is N:
+            continue
+        if k[0] == "int":
+            out.append(k[1])
+        else:
+            out.append(affine(k[1], k[3], idx[j]))
+            j += 1
+    return tuple(out)
+
+
 def _index_map(in_shape: tuple, key: tuple) -> Callable[[tuple], tuple]:
     """Map a fixed index of ``x[key]`` to the fixed index of ``x`` it reads."""
-
-    def source(idx: tuple) -> tuple:
-        out, j, axis = [], 0, 0
-        for k in key:
-            if k[0] == "new":
-                j += 1
-                continue
-            dim = in_shape[axis]
-            axis += 1
-            if dim is N:
-                continue
-            if k[0] == "int":
-                out.append(k[1])
-            else:
-                out.append(k[1] + k[3] * idx[j])
-                j += 1
-        return tuple(out)
-
-    return source
+    return lambda idx: index_source(in_shape, key, idx)
 
 
 # ---- the stage entry point ----------------------------------------------------------------

@@ -26,7 +26,7 @@ from ..blocked import INLINE, BlockPlan, fixed_shape, per_sample
 from ..errors import UnsupportedError
 from ..graph import N, Node, spell
 from ..ops import expression_string
-from ..schedule import N_SYMBOL, _broadcast_map
+from ..schedule import N_SYMBOL, _broadcast_map, index_source
 from .cpu import CpuEmitter
 from .parallel import ParallelEmitter
 from .printer import printer
@@ -445,24 +445,13 @@ class Writer:
 
 
 def _index_source(in_shape: tuple, key: tuple, idx: Sequence) -> tuple:
-    """The fixed index of ``x`` that element ``idx`` of ``x[key]`` reads (as texts)."""
-    out, j, axis = [], 0, 0
-    for k in key:
-        if k[0] == "new":
-            j += 1
-            continue
-        dim = in_shape[axis]
-        axis += 1
-        if dim is N:
-            continue
-        if k[0] == "int":
-            out.append(str(k[1]))
-        else:
-            start, step, at = k[1], k[3], idx[j]
-            term = str(at) if step == 1 else f"{step}*{at}"
-            out.append(term if start == 0 else f"{start} + {term}")
-            j += 1
-    return tuple(out)
+    """The fixed index of ``x`` that element ``idx`` of ``x[key]`` reads, as texts."""
+
+    def affine(start: int, step: int, at: str) -> str:
+        term = str(at) if step == 1 else f"{step}*{at}"
+        return term if start == 0 else f"{start} + {term}"
+
+    return index_source(in_shape, key, tuple(idx), affine)
 
 
 def _reads_only(body: list[str], writes: dict[str, str | None]) -> bool:

@@ -100,6 +100,15 @@ def reduces_samples(node: Node) -> bool:
     return False
 
 
+def is_product(node: Node) -> bool:
+    """An einsum that sums nothing (every letter it drops has size 1): an elementwise
+    product, like g[:, None] * w[None, :] from a width-1 layer's backward pass."""
+    if node.op != "einsum" or reduces_samples(node):
+        return False
+    out = node.attr("out")
+    return all(d == 1 for s, x in zip(node.attr("ins"), node.inputs) for c, d in zip(s, x.shape) if c not in out)
+
+
 def blas_available() -> bool:
     """Numba's np.dot needs SciPy's BLAS (``pip install graphc[blas]``)."""
     return importlib.util.find_spec("scipy") is not None
@@ -147,15 +156,16 @@ def plan(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params
     for node in order:
         for inp in node.inputs:
             readers.setdefault(id(inp), []).append(node)
+    def fed(node: Node) -> bool:  # read by an op that needs an array
+        return any(r.op == "reshape" or (r.op == "einsum" and not is_product(r)) for r in readers.get(id(node), []))
+
     for node in order:
-        if node.op in array_ops:
-            materialize.add(id(node))
-        elif node.op == "elementwise" and node.dtype != "bool":
-            shared = consumers.get(id(node), 0) >= 2
-            fed = any(r.op in ("reshape", "einsum") for r in readers.get(id(node), []))
-            if shared or fed:
+        if (node.op == "elementwise" and node.dtype != "bool") or is_product(node):
+            if consumers.get(id(node), 0) >= 2 or fed(node):
                 materialize.add(id(node))
-        elif node.op in INLINE and any(r.op in ("reshape", "einsum") for r in readers.get(id(node), [])):
+        elif node.op in array_ops:
+            materialize.add(id(node))
+        elif node.op in INLINE and fed(node):
             if not (node.op == "transpose" and node.ndim == 2 and not per_sample(node)):  # W.T is a view
                 materialize.add(id(node))
 

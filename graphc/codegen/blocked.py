@@ -22,7 +22,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.parameters import distribute
 
-from ..blocked import INLINE, BlockPlan, fixed_shape, per_sample
+from ..blocked import INLINE, BlockPlan, fixed_shape, is_product, per_sample
 from ..errors import UnsupportedError
 from ..graph import N, Node, spell
 from ..ops import expression_string
@@ -108,6 +108,11 @@ class Writer:
             return self.elem(x, tuple(idx[where[a]] for a in range(x.ndim) if x.shape[a] is not N))
         if op == "index":
             return self.elem(node.inputs[0], _index_source(node.inputs[0].shape, node.attr("key"), idx))
+        if is_product(node):  # letters the output drops have size 1: index 0
+            out = [c for c, d in zip(node.attr("out"), node.shape) if d is not N]
+            at = dict(zip(out, idx))
+            return sp.Mul(*[self.elem(x, [at.get(c, 0) for c, d in zip(sub, x.shape) if d is not N])
+                            for sub, x in zip(node.attr("ins"), node.inputs)])
         raise UnsupportedError(f"blocked schedule: cannot inline {op} {node.label()}")  # pragma: no cover
 
     # ---- making a node available ----
@@ -123,7 +128,8 @@ class Writer:
         if node.op == "param":
             self.load_param(node)
             return
-        if node.op in ("data", "const", "count") or (node.op in INLINE and id(node) not in self.materialize):
+        inline = node.op in INLINE or is_product(node)
+        if node.op in ("data", "const", "count") or (inline and id(node) not in self.materialize):
             return
         if per_sample(node) and self.current is None:
             raise UnsupportedError(f"blocked schedule: {node.label()} varies per sample")  # pragma: no cover
@@ -185,7 +191,7 @@ class Writer:
         op = node.op
         if op == "reshape":
             self.reshape(node)
-        elif op == "einsum":
+        elif op == "einsum" and not is_product(node):
             self.einsum(node, None)
         elif op in ("sum", "mean"):
             self.reduce(node, None)

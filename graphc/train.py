@@ -312,15 +312,20 @@ def _check_split(plan: Any, data: Mapping[str, Any], init: Mapping[str, Any]) ->
         raise BindingError(f"fit: missing value(s) for {', '.join(map(repr, missing))}")
 
 
+def _scratch(compiled: Compiled) -> tuple[np.ndarray, np.ndarray]:
+    """grad and acc for a generated training loop (made here: inside, np.zeros would make
+    Numba compile NumPy's allocation code too)."""
+    return np.zeros(compiled.plan.n_grads), np.zeros(compiled.plan.n_acc)
+
+
 def _unbatched(compiled: Compiled, arrays: tuple, *args: Any) -> int:
     """The compiled ``train`` with its scratch space (grad, acc) added."""
-    scratch = np.zeros(compiled.plan.n_grads), np.zeros(compiled.plan.n_acc)
-    return compiled.run(compiled.module.train, arrays, *args, *scratch)
+    return compiled.run(compiled.module.train, arrays, *args, *_scratch(compiled))
 
 
 def _batched(compiled: Compiled, arrays: tuple, batching: tuple, *args: Any) -> int:
     """The compiled ``train_batches`` with the ``train`` signature _Loop calls."""
-    return compiled.run(compiled.module.train_batches, arrays, *args, *batching)
+    return compiled.run(compiled.module.train_batches, arrays, *args, *batching, *_scratch(compiled))
 
 
 def _check_batches(batch_size: Any, shuffle: Any, seed: Any, epochs: Any, steps: Any, target: str, data: Any) -> None:

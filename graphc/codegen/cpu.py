@@ -132,11 +132,13 @@ class CpuEmitter:
     # ---- one pass over the samples ----
     sample_range = "range(lo, hi)"  # the samples one call of sums_k visits
 
+    visits = ""  # how a pass walks its samples, for its docstring (blocked: ", ROWS at a time")
+
     def loop_signature(self, k: int, m: int) -> list[str]:
         return [
             self.helper_jit(len(self.plan.data) + 6),
             f"def sums_{k}(lo, hi, n, {self.args}, theta, acc, out):",
-            f'    """Pass {k} over samples lo..hi-1 of n: writes its {m} sum(s) to out[0:{m}]."""',
+            f'    """Pass {k} over samples lo..hi-1 of n{self.visits}: writes its {m} sum(s) to out[0:{m}]."""',
         ]
 
     def out_slot(self, j: int) -> str:
@@ -164,9 +166,10 @@ class CpuEmitter:
         lines += [f"    {self.out_slot(j)} = {a.symbol}" for j, a in enumerate(loop.accumulators)]
         return "\n".join(lines)
 
-    def run_loop(self, k: int) -> list[str]:
+    def run_loop(self, k: int, args: str | None = None) -> list[str]:
+        """Pass k over all n samples of the data ``args`` (default: the inputs by name)."""
         off, m = self.offsets[k], self.sizes[k]
-        return [f"    sums_{k}(np.int64(0), n, n, {self.args}, theta, acc, acc[{off}:{off + m}])"]
+        return [f"    sums_{k}(np.int64(0), n, n, {args or self.args}, theta, acc, acc[{off}:{off + m}])"]
 
     # ---- loss and gradient at theta ----
     def evaluate(self) -> str:
@@ -253,22 +256,21 @@ class CpuEmitter:
         if self.inline_evaluate:
             body = [f"        {b} = {s}[take]" for s, b in gathered.items()]
             body.append(f"        n = {gathered[first]}.shape[0]")
-            body += ["    " + line.replace(f"{self.args}, theta", f"{batch_args}, theta") for k in range(len(self.sizes))
-                     for line in self.run_loop(k)]
+            body += ["    " + line for k in range(len(self.sizes)) for line in self.run_loop(k, batch_args)]
             evaluate = self.finish_call
         else:
             body, evaluate = [], f"evaluate({', '.join(f'{s}[take]' if s in gathered else s for s in names)}, theta, grad, acc)"
         return "\n".join([
             self.jit,
-            "def train_batches(data, theta, hyper, state, count, steps, log_every, history, batch, shuffle, seed):",
+            "def train_batches(data, theta, hyper, state, count, steps, log_every, history, batch, shuffle, seed,",
+            "                  grad, acc):",
             '    """Like train, on mini-batches. Global step t (= count) uses batch t % nb of epoch t // nb,',
             "    nb = ceil(total / batch): samples order[k*batch:(k+1)*batch], where order is 0..total-1, or with",
-            "    shuffle a permutation drawn after seeding with (seed, epoch) only, so chunked calls agree.\"\"\"",
+            "    shuffle a permutation drawn after seeding with (seed, epoch) only, so chunked calls agree.",
+            f"    grad ({plan.n_grads}) and acc ({plan.n_acc}) are scratch space from the caller.\"\"\"",
             f"    {', '.join(names)}, = data",
             f"    total = {first}.shape[0]",
             "    nb = (total + batch - 1) // batch",
-            f"    grad = np.zeros({plan.n_grads})",
-            f"    acc = np.zeros({plan.n_acc})",
             "    order = np.arange(total)",
             "    epoch = -1",
             "    for step in range(steps):",

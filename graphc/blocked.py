@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Sequence
 
 from .errors import UnsupportedError
-from .graph import N, Node, toposort
-from .schedule import Layout
+from .graph import N, Node, spell, toposort
+from .schedule import Layout, param_layout
 
 SCHEDULES = ("auto", "fused", "blocked")
 WIDE = 64  # auto: a per-sample contraction with a weight this large runs blocked
@@ -59,15 +60,16 @@ class BlockPlan(Layout):
     layout: dict[str, tuple[int, tuple]]
     grads: dict[str, Node | None]
     zero_grads: list[str]
-    order: list[Node]  # every node of the loss and gradient graphs, inputs first
-    stage: dict[int, int]  # per-sample node: its pass; fixed node: first pass it is known in
     accumulators: list[Accumulator]
     materialize: set[int]  # nodes kept in arrays (the rest are inlined into their consumers)
     rows: int  # samples per block
     blas: bool  # contractions call np.dot (SciPy present) rather than printed loops
     kind: str = "blocked"
-    n_terms: int = 0
-    acc_of: dict[int, Accumulator] = field(default_factory=dict)
+
+    @cached_property
+    def acc_of(self) -> dict[int, Accumulator]:
+        """The accumulator of each node that is a sum over the samples (by node id)."""
+        return {id(a.node): a for a in self.accumulators}
 
     @property
     def n_acc(self) -> int:
@@ -131,12 +133,14 @@ def plan(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params
          data: Sequence[Node]) -> BlockPlan:
     outputs = [loss] + [g for p in wrt if (g := grads[p]) is not None]
     order = toposort(outputs)
-    consumers: dict[int, int] = {}
+    readers: dict[int, list[Node]] = {}
     for node in order:
         for inp in node.inputs:
-            consumers[id(inp)] = consumers.get(id(inp), 0) + 1
-    for out in outputs:  # an output is read by finish
-        consumers[id(out)] = consumers.get(id(out), 0) + 1
+            readers.setdefault(id(inp), []).append(node)
+    finished = {id(out) for out in outputs}
+
+    def consumers(node: Node) -> int:  # an output is also read by finish
+        return len(readers.get(id(node), [])) + (id(node) in finished)
 
     stage: dict[int, int] = {}
     accumulators: list[Accumulator] = []
@@ -152,16 +156,13 @@ def plan(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params
 
     materialize: set[int] = set()
     array_ops = {"reshape", "stack", "concatenate", "unindex", "einsum", "sum", "mean"}
-    readers: dict[int, list[Node]] = {}
-    for node in order:
-        for inp in node.inputs:
-            readers.setdefault(id(inp), []).append(node)
+
     def fed(node: Node) -> bool:  # read by an op that needs an array
         return any(r.op == "reshape" or (r.op == "einsum" and not is_product(r)) for r in readers.get(id(node), []))
 
     for node in order:
         if (node.op == "elementwise" and node.dtype != "bool") or is_product(node):
-            if consumers.get(id(node), 0) >= 2 or fed(node):
+            if consumers(node) >= 2 or fed(node):
                 materialize.add(id(node))
         elif node.op in array_ops:
             materialize.add(id(node))
@@ -170,20 +171,16 @@ def plan(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params
                 materialize.add(id(node))
 
     accumulators.sort(key=lambda a: a.pass_)
+    named = {id(g): f"grad_{spell(p.name)}" for p in wrt if (g := grads[p]) is not None}
+    named[id(loss)] = "loss"
     offset = 0
-    for k, a in enumerate(accumulators):
-        a.offset, a.name = offset, f"s{k}"
+    for k, a in enumerate(accumulators):  # a sum that IS an output is named after it
+        a.offset = offset
+        a.name = named.get(id(a.node), f"s{k}") if a.node.op != "mean" else f"s{k}"
         offset += a.size
     widest = max((math.prod(fixed_shape(n)) for n in order if per_sample(n)), default=1)
     rows = 1 << max(6, min(11, int(math.log2(max(1, BLOCK_ELEMENTS // max(1, widest))))))
 
-    frozen = [p for p in params if all(p is not q for q in wrt)]
-    layout, off = {}, 0
-    for p in list(wrt) + frozen:
-        layout[p.name] = (off, tuple(p.shape))
-        off += math.prod(p.shape)
-    bp = BlockPlan(loss, list(wrt), frozen, list(data), layout, {p.name: grads[p] for p in wrt},
-                   [p.name for p in wrt if grads[p] is None], order, stage, accumulators, materialize,
-                   rows, blas_available(), n_terms=len(order))
-    bp.acc_of = {id(a.node): a for a in accumulators}
-    return bp
+    frozen, layout = param_layout(wrt, params)
+    return BlockPlan(loss, list(wrt), frozen, list(data), layout, {p.name: grads[p] for p in wrt},
+                     [p.name for p in wrt if grads[p] is None], accumulators, materialize, rows, blas_available())

@@ -374,11 +374,7 @@ def _fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], param
                 zero.append(p.name)
             elems = low(g) if g is not None else {}
             outputs += [elems.get(idx, sp.Integer(0)) for idx in fixed_indices(p.shape)]
-        frozen = [p for p in params if all(p is not q for q in wrt)]
-        layout, offset = {}, 0
-        for p in list(wrt) + frozen:
-            layout[p.name] = (offset, tuple(p.shape))
-            offset += math.prod(p.shape)
+        frozen, layout = param_layout(wrt, params)
         param_symbols = {s: layout[node.name][0] + _flat(idx, node.shape) for s, (node, idx) in low.param_symbols.items()}
         nloops = max((ph for _, ph in low.accumulators), default=-1) + 1
         loops = [Loop([a for a, ph in low.accumulators if ph == k]) for k in range(nloops)]
@@ -390,6 +386,17 @@ def _fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], param
         finish, outputs = _cse(outputs, temps)
     return Plan(loss, list(wrt), frozen, list(data), layout, param_symbols, low.loads,
                 low.fixed_loads, loops, finish, outputs, zero, low.terms)
+
+
+def param_layout(wrt: Sequence[Node], params: Sequence[Node]) -> tuple[list[Node], dict[str, tuple[int, tuple]]]:
+    """The parameters not trained (``frozen``), and where every parameter lives in theta:
+    name -> (offset, shape), trained ones first (both schedules use this layout)."""
+    frozen = [p for p in params if all(p is not q for q in wrt)]
+    layout, offset = {}, 0
+    for p in list(wrt) + frozen:
+        layout[p.name] = (offset, tuple(p.shape))
+        offset += math.prod(p.shape)
+    return frozen, layout
 
 
 def _flat(idx: tuple, shape: tuple) -> int:

@@ -26,7 +26,7 @@ from ..blocked import INLINE, BlockPlan, fixed_shape, is_product, per_sample
 from ..errors import UnsupportedError
 from ..graph import N, Node, spell
 from ..ops import expression_string
-from ..schedule import N_SYMBOL, _broadcast_map, index_source
+from ..schedule import N_SYMBOL, _broadcast_map, _number, index_source
 from .cpu import CpuEmitter
 from .parallel import ParallelEmitter
 from .printer import printer
@@ -36,11 +36,6 @@ def _sym(text: str) -> sp.Symbol:
     return sp.Symbol(text, real=True)
 
 
-def _number(v: float) -> sp.Expr:
-    v = float(v)
-    return sp.Integer(int(v)) if v.is_integer() and abs(v) < 2**53 else sp.Float(v)
-
-
 def _loop_names(shape: Sequence[int]) -> list[str]:
     """Index names for the axes of ``shape``: j0, j1, ...; a size-1 axis is just 0."""
     return [f"j{a}" if d != 1 else "0" for a, d in enumerate(shape)]
@@ -48,7 +43,7 @@ def _loop_names(shape: Sequence[int]) -> list[str]:
 
 class Writer:
     """Prints the nodes one function needs: ``prologue`` (parameters, loaded sums, scratch,
-    loop-invariant values), ``block`` (inside the loop over blocks), ``tail``."""
+    loop-invariant values) and ``block`` (inside the loop over blocks)."""
 
     def __init__(self, emitter: "BlockedMixin", current_pass: int | None, materialize: set[int]) -> None:
         self.e, self.plan = emitter, emitter.plan
@@ -61,7 +56,6 @@ class Writer:
         self.known: dict[sp.Expr, sp.Symbol] = {}
         self.prologue: list[str] = []
         self.block: list[str] = []
-        self.zero: list[str] = []  # accumulators set to zero before the blocks
         self.names = emitter.names
 
     # ---- element expressions ----
@@ -81,9 +75,7 @@ class Writer:
         """The element computed from ``node``'s inputs (leaves: read where they live)."""
         op = node.op
         if op == "data":
-            fixed = iter(idx)
-            parts = ["i0 + i" if d is N else str(next(fixed)) for d in node.shape]
-            return _sym(f"{spell(node.name)}[{', '.join(parts) if parts else '()'}]")
+            return _sym(self.e.element(node, tuple(idx), "i0 + i"))
         if op == "const":
             value = np.asarray(node.attr("value"))
             if value.ndim == 0:
@@ -161,11 +153,8 @@ class Writer:
         self.var[id(node)] = acc.name
 
     def new_var(self, node: Node) -> str:
-        name = f"v{self.names[id(node)]}" if id(node) in self.names else None
-        if name is None:
-            self.names[id(node)] = len(self.names)
-            name = f"v{self.names[id(node)]}"
-        return name
+        """``v<k>``, numbered once per node for the whole module (reprints keep the names)."""
+        return f"v{self.names.setdefault(id(node), len(self.names))}"
 
     def scratch(self, node: Node, zero: bool = False) -> tuple[str, list[str]]:
         """A variable for ``node``: a per-block scratch array, a fixed array or a scalar.
@@ -295,10 +284,9 @@ class Writer:
         if self.plan.blas and self.gemm(node, acc):
             return
         # a printed loop nest: out[o] += a[..] * b[..] over every letter
-        target = acc.name if acc is not None else None
-        if target is None:
-            target, lines = self.scratch(node, zero=True)
-            self.var[id(node)] = target
+        if acc is None:
+            name, lines = self.scratch(node, zero=True)
+            self.var[id(node)] = name
         else:
             lines = self.block
         fixed = [c for c in out if letters[c] is not N] + [c for c in letters if c not in out and letters[c] is not N]
@@ -434,7 +422,6 @@ class Writer:
         start = 0
         for k, x in enumerate(node.inputs):
             width = 1 if node.op == "stack" else x.shape[axis]
-            xfs = fixed_shape(x) if node.op == "concatenate" else fs[:p] + fs[p + 1 :]
             idx = _loop_names(fs)
             if node.op == "stack":
                 sizes = [(idx[a], d) for a, d in enumerate(fs) if a != p]
@@ -442,7 +429,7 @@ class Writer:
                 dest_idx = idx[:p] + [str(k)] + idx[p + 1 :]
                 src = self.elem(x, src_idx)
             else:
-                sizes = list(zip(idx, xfs))
+                sizes = list(zip(idx, fixed_shape(x)))
                 dest_idx = idx[:p] + [f"{start} + {idx[p]}" if start else idx[p]] + idx[p + 1 :]
                 src = self.elem(x, idx)
             self.loops(lines, per_sample(node), sizes, self.statements(str(self.at(node, dest_idx)), src),
@@ -460,15 +447,18 @@ def _index_source(in_shape: tuple, key: tuple, idx: Sequence) -> tuple:
     return index_source(in_shape, key, tuple(idx), affine)
 
 
+def _uses(var: str, lines: list[str]) -> list[str]:
+    """Every mention of the variable ``var`` in ``lines``, with its index if it has one
+    (``v3[i, j0]``, ``v3[:rows]``, ``v3``)."""
+    pattern = re.compile(rf"\b{var}\b(\[[^\]]*\])?")
+    return [m.group(0) for line in lines for m in pattern.finditer(line)]
+
+
 def _reads_only(body: list[str], writes: dict[str, str | None]) -> bool:
     """Whether ``body`` reads the arrays in ``writes`` only at the element each one's loop
     wrote in the same iteration (so the loops can share one nest)."""
-    for var, element in writes.items():
-        for line in body:
-            for m in re.finditer(rf"\b{var}\b(\[[^\]]*\])?", line):
-                if element is None or m.group(0) != element:
-                    return False
-    return True
+    return all(element is not None and use == element
+               for var, element in writes.items() for use in _uses(var, body))
 
 
 def _copy(dest: str, off: int, shape: tuple, w: Writer, value: Callable[[list[str]], "sp.Expr | str"]) -> list[str]:
@@ -488,9 +478,8 @@ def _inlinable(w: Writer, lines: list[str]) -> set[str]:
     loop wrote: inline their expression there instead (one loop and one array fewer)."""
     out = set()
     for var, canon in w.canon.items():
-        pattern = re.compile(rf"\b{var}\b(\[[^\]]*\])?")
         skip = (f"{canon} =", f"{var} = np.empty(")  # its own loop and its allocation
-        uses = [m.group(0) for line in lines if not line.strip().startswith(skip) for m in pattern.finditer(line)]
+        uses = _uses(var, [line for line in lines if not line.strip().startswith(skip)])
         if len(uses) == 1 and uses[0] == canon:
             out.add(var)
     return out
@@ -513,20 +502,15 @@ class BlockedMixin:
     """Overrides the pass functions and finish of an emitter with the blocked ones."""
 
     plan: BlockPlan
+    visits = ", ROWS at a time"
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.dtype == "float32":  # block arrays are float32: keep their arithmetic float32
             self.printer = printer(vector_math=self.vector_math, float32=True)
-        self.names: dict[int, int] = {}
+        self.names: dict = {}  # node id (or a weight copy's key) -> its v<k> number
         self.constants: list[str] = []
         self._const_ids: dict[bytes, str] = {}
-        for a in self.plan.accumulators:  # a sum that IS an output is named after it
-            for p in self.plan.wrt:
-                if self.plan.grads[p.name] is a.node and a.node.op != "mean":
-                    a.name = f"grad_{spell(p.name)}"
-            if a.node is self.plan.loss and a.node.op != "mean":
-                a.name = "loss"
 
     def comment(self, node: Node) -> str:
         shape = ", ".join("N" if d is N else str(d) for d in node.shape)
@@ -550,8 +534,6 @@ class BlockedMixin:
         mine = [a for a in self.plan.accumulators if a.pass_ == k]
         size = sum(a.size for a in mine)
         lines = self.loop_signature(k, size)
-        lines[2] = (f'    """Pass {k} over samples lo..hi-1 of n, ROWS at a time: writes its '
-                    f'{size} sum(s) to out[0:{size}]."""')
 
         def make(materialize: set[int]) -> tuple[Writer, list[str]]:
             w = Writer(self, k, materialize)
@@ -584,7 +566,6 @@ class BlockedMixin:
             for p in plan.wrt:
                 off, shape = plan.layout[p.name]
                 g = plan.grads[p.name]
-                size = math.prod(shape)
                 if g is None:
                     body.append(f"# the loss does not depend on {p.name}")
                     body += _copy("grad", off, shape, w, lambda idx: "0.0")

@@ -10,20 +10,10 @@
 
 __version__ = "0.1.0"
 
-import gc as _gc  # noqa: E402
-import os as _os  # noqa: E402
+from . import collector as _collector  # noqa: E402
 
-# Importing Numba and SymPy creates about a million objects that live as long as the process.
-# The cyclic garbage collector scanning them again and again while they are made, and then
-# at every full collection after (the one at exit included), cost about 0.3 s of a cold
-# start; so it pauses during this import, and what exists at its end is frozen (gc.freeze:
-# left out of later collections; cyclic garbage among those objects is never reclaimed).
-# GRAPHC_GC_FREEZE=0 leaves the collector alone.
-_TUNE_GC = _os.environ.get("GRAPHC_GC_FREEZE", "1").strip().lower() not in ("0", "false", "no", "off")
-_COLLECTING = _gc.isenabled()
-if _TUNE_GC:
-    _gc.disable()
-try:
+# the garbage collector pauses during this import (see collector.py: ~0.3 s of a cold start)
+with _collector.paused():
     from . import threads  # noqa: E402
 
     threads.configure()  # a threadsafe Numba threading layer, before any parallel code runs
@@ -47,11 +37,7 @@ try:
     from .plot import plot_fit  # noqa: E402
     from .runtime import Result  # noqa: E402
     from .train import FitResult, fit  # noqa: E402
-finally:
-    if _TUNE_GC and _COLLECTING:
-        _gc.enable()
-if _TUNE_GC:
-    _gc.freeze()
+_collector.freeze()
 
 __all__ = [
     "Adam", "BindingError", "Compiled", "DTypeError", "FitResult", "Graph", "GraphcError",

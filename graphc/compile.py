@@ -10,7 +10,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import autodiff, blocked, codegen, cuda_runtime, distributed, explain, loader, plancache, threads
+from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, explain, loader, plancache, threads
 from .blocked import BlockPlan
 from .errors import GraphcError, UnsupportedError
 from .graph import Graph, Node, format_shape
@@ -203,7 +203,7 @@ class Compiled:
         with threads.guard(self.target):  # serializes parallel calls on Numba's workqueue layer
             if key in self._warm:
                 return fn(*args)
-            with self.timings.stage("numba"):
+            with self.timings.stage("numba"), collector.paused():
                 out = fn(*args)
         self._warm.add(key)
         return out

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import math
-from typing import Iterable
+import textwrap
+from functools import cached_property
+from typing import Callable, Iterable
 
 import sympy as sp
 
@@ -83,8 +86,9 @@ class CpuEmitter:
     def assign(self, pairs: Iterable[tuple[sp.Symbol, sp.Expr]], indent: str) -> list[str]:
         return [f"{indent}{s} = {self.expr(e)}" for s, e in pairs]
 
-    def loads(self, symbols: set, indent: str, sample: str | None = None) -> list[str]:
-        """Read parameters from theta, earlier sums from acc, and data elements."""
+    def loads(self, symbols: set, indent: str, sample: str | None = None, sums: bool = True) -> list[str]:
+        """Read parameters from theta, earlier sums from acc (unless not ``sums``: the lines
+        that made them ran in the same function, so they are locals), and data elements."""
         plan, lines = self.plan, []
         if sample:
             flat = self.flat_arrays(symbols)
@@ -92,7 +96,7 @@ class CpuEmitter:
                     for sym, ld in plan.loads.items() if sym in symbols]
         for sym, k in sorted(((s, k) for s, k in plan.param_symbols.items() if s in symbols), key=lambda t: t[1]):
             lines.append(f"{indent}{sym} = theta[{k}]")
-        for sym in sorted((s for s in symbols if s in self.acc_index), key=self.acc_index.get):
+        for sym in sorted((s for s in symbols if sums and s in self.acc_index), key=self.acc_index.get):
             lines.append(f"{indent}{sym} = acc[{self.acc_index[sym]}]")
         for sym, load in plan.fixed_loads.items():
             if sym in symbols:
@@ -148,23 +152,30 @@ class CpuEmitter:
         return self.loop_function(k, self.plan.loops[k])
 
     def loop_function(self, k: int, loop: Loop) -> str:
+        body = self.loop_body(loop, "    ", self.out_slot, self.sample_range)
+        return "\n".join(self.loop_signature(k, len(loop.accumulators)) + body)
+
+    def loop_body(self, loop: Loop, indent: str, slot: Callable[[int], str] | None, samples: str) -> list[str]:
+        """Pass ``loop`` over ``samples``; accumulator j ends in ``slot(j)`` (None: stays a local,
+        as do the sums of earlier passes it reads)."""
+        inner = indent + "    "
         used = set().union(*(e.free_symbols for _, e in loop.invariants + loop.body), *(s.free_symbols for s in loop.sums))
-        lines = self.loop_signature(k, len(loop.accumulators))
-        lines += self.loads(used, "    ")
+        lines = self.loads(used, indent, sums=slot is not None)
         if loop.invariants:
-            lines.append("    # loop-invariant terms")
-            lines += self.assign(loop.invariants, "    ")
-        lines += [f"    {a.symbol} = 0.0" for a in loop.accumulators]
-        lines += self.flat_views(used, "    ")
-        lines.append(f"    for i in {self.sample_range}:")
-        lines += self.loads(used, "        ", sample="i")
+            lines.append(f"{indent}# loop-invariant terms")
+            lines += self.assign(loop.invariants, indent)
+        lines += [f"{indent}{a.symbol} = 0.0" for a in loop.accumulators]
+        lines += self.flat_views(used, indent)
+        lines.append(f"{indent}for i in {samples}:")
+        lines += self.loads(used, inner, sample="i")
         if loop.body:
-            lines.append("        # shared by the loss and its gradients (sympy.cse)")
-            lines += self.assign(loop.body, "        ")
+            lines.append(f"{inner}# shared by the loss and its gradients (sympy.cse)")
+            lines += self.assign(loop.body, inner)
         for acc, summand in zip(loop.accumulators, loop.sums):
-            lines.append(f"        {acc.symbol} += {self.expr(summand)}  # {acc.comment}")
-        lines += [f"    {self.out_slot(j)} = {a.symbol}" for j, a in enumerate(loop.accumulators)]
-        return "\n".join(lines)
+            lines.append(f"{inner}{acc.symbol} += {self.expr(summand)}  # {acc.comment}")
+        if slot is not None:
+            lines += [f"{indent}{slot(j)} = {a.symbol}" for j, a in enumerate(loop.accumulators)]
+        return lines
 
     def run_loop(self, k: int, args: str | None = None) -> list[str]:
         """Pass k over all n samples of the data ``args`` (default: the inputs by name)."""
@@ -172,6 +183,33 @@ class CpuEmitter:
         return [f"    sums_{k}(np.int64(0), n, n, {args or self.args}, theta, acc, acc[{off}:{off + m}])"]
 
     # ---- loss and gradient at theta ----
+    text_inline = True  # train holds the lines of sums_k, finish and update (see `inlined`)
+
+    @cached_property
+    def inlined(self) -> bool:
+        """train repeats the lines of sums_k, finish and update instead of calling them:
+        Numba's own inlining (inline="always") type-infers each helper apart, which made the
+        cold compile of the sine fit about 0.2 s slower. (evaluate, compiled when a Compiled is
+        called, still calls them.) Not where a line of theirs assigns a name the whole
+        function reads: a data array's name."""
+        if not (self.text_inline and self.plan.kind == "fused" and self.args):
+            return False
+        lines = [line for k in range(len(self.sizes)) for line in self.pass_lines(k, "")]
+        lines += self.finish_body("", "loss = ", sums=False)
+        return not assigned(lines) & {spell(d.name) for d in self.plan.data}
+
+    @cached_property
+    def inlined_update(self) -> bool:
+        opt = self.optimizer
+        if not self.inlined or hasattr(opt, "solve_lines") or hasattr(opt, "helpers"):
+            return False
+        return not assigned(self.update_body("")) & {spell(d.name) for d in self.plan.data}
+
+    def pass_lines(self, k: int, indent: str) -> list[str]:
+        """sums_k's lines over all n samples; its sums stay locals (finish's lines read them)."""
+        body = self.loop_body(self.plan.loops[k], indent, None, "range(n)")
+        return [f"{indent}# pass {k} over the samples (the lines of sums_{k})", *body]
+
     def evaluate(self) -> str:
         plan = self.plan
         lines = [
@@ -201,30 +239,39 @@ class CpuEmitter:
             f"def finish(n, {self.fixed_args + ', ' if self.fixed_args else ''}theta, acc, grad):",
             f'    """Loss from the sums in acc over n samples; writes d(loss)/d(theta[0:{plan.n_grads}]) into grad."""',
         ]
+        return "\n".join(lines + self.finish_body("    ", "return "))
+
+    def finish_body(self, indent: str, result: str, sums: bool = True) -> list[str]:
+        """The loss and gradient from the sums (in acc, or locals if not ``sums``); the last
+        line is ``result`` + the loss."""
+        plan = self.plan
         used = set().union(*(e.free_symbols for _, e in plan.finish), *(o.free_symbols for o in plan.outputs))
-        lines += self.loads(used, "    ")
-        lines += self.assign(plan.finish, "    ")
-        lines += [f"    grad[{j}] = {self.expr(o)}" for j, o in enumerate(plan.outputs[1:])]
-        lines.append(f"    return {self.expr(plan.outputs[0])}")
-        return "\n".join(lines)
+        lines = self.loads(used, indent, sums=sums)
+        lines += self.assign(plan.finish, indent)
+        lines += [f"{indent}grad[{j}] = {self.expr(o)}" for j, o in enumerate(plan.outputs[1:])]
+        loss = self.expr(plan.outputs[0])
+        if result.strip() != f"{loss} =":
+            lines.append(f"{indent}{result}{loss}")
+        return lines
 
     # ---- the whole training loop ----
     def update(self) -> str:
         """One optimizer step as its own function (the training loop and graphc.distributed call it)."""
-        opt, plan = self.optimizer, self.plan
         lines = [
             self.helper_jit(5),
             "def update(theta, grad, hyper, state, count):",
-            f'    """One optimizer step in place (count: the 1-based step number). {opt.formula}"""',
+            f'    """One optimizer step in place (count: the 1-based step number). {self.optimizer.formula}"""',
         ]
-        lines += [f"    {name} = hyper[{j}]" for j, name in enumerate(opt.hyper)]
-        lines += [f"    {line}" for line in getattr(opt, "step_lines", list)()]
+        return "\n\n".join([*getattr(self.optimizer, "helpers", list)(), "\n".join(lines + self.update_body("    "))])
+
+    def update_body(self, indent: str) -> list[str]:
+        opt, plan = self.optimizer, self.plan
+        lines = [f"{indent}{name} = hyper[{j}]" for j, name in enumerate(opt.hyper)]
+        lines += [f"{indent}{line}" for line in getattr(opt, "step_lines", list)()]
         if hasattr(opt, "solve_lines"):  # second order: one update for all parameters at once
-            lines += [f"    {line}" for line in opt.solve_lines(len(plan.wrt))]
-        else:
-            lines.append(f"    for idx in range({plan.n_grads}):")
-            lines += [f"        {line}" for line in opt.update_lines()]
-        return "\n\n".join([*getattr(opt, "helpers", list)(), "\n".join(lines)])
+            return lines + [f"{indent}{line}" for line in opt.solve_lines(len(plan.wrt))]
+        lines.append(f"{indent}for idx in range({plan.n_grads}):")
+        return lines + [f"{indent}    {line}" for line in opt.update_lines()]
 
     inline_evaluate = True  # train runs evaluate's body itself: fit compiles one function
 
@@ -234,16 +281,26 @@ class CpuEmitter:
             self.jit,
             "def train(data, theta, hyper, state, count, steps, log_every, history, grad, acc):",
             '    """Run `steps` optimizer steps on theta and state in place; returns the steps done.',
-            f"    grad ({plan.n_grads}) and acc ({plan.n_acc}) are scratch space from the "
-            'caller."""',
+            f"    grad ({plan.n_grads}) and acc ({plan.n_acc}) are scratch space from the caller"
+            + ('; the sums stay locals here, acc is unused."""' if self.inlined else '."""'),
         ]
         if not (self.inline_evaluate and self.args):
             return "\n".join(head + ["    for step in range(steps):", *self.step_lines("evaluate(*data, theta, grad, acc)")])
         head += [f"    {self.args}, = data", self.n_line("    ") if plan.sample_data else "    n = 0"]
-        head.append("    for step in range(steps):  # each step: evaluate's body, then the update")
+        if not self.inlined:
+            head.append("    for step in range(steps):  # each step: evaluate's body, then the update")
+            for k in range(len(self.sizes)):
+                head += ["    " + line for line in self.run_loop(k)]
+            return "\n".join(head + self.step_lines(self.finish_call))
+        head.append("    for step in range(steps):  # each step: evaluate's lines, then update's")
         for k in range(len(self.sizes)):
-            head += ["    " + line for line in self.run_loop(k)]
-        return "\n".join(head + self.step_lines(self.finish_call))
+            head += self.pass_lines(k, "        ")
+        head.append("        # the loss and gradient from the sums (the lines of finish)")
+        head += self.finish_body("        ", "loss = ", sums=False)
+        update = None
+        if self.inlined_update:
+            update = [f"        # the update (the lines of update): {self.optimizer.formula}", *self.update_body("        ")]
+        return "\n".join(head + self.step_lines(None, update))
 
     def train_batches(self) -> str:
         """The training loop on mini-batches: each step gathers its batch, then runs evaluate
@@ -285,15 +342,23 @@ class CpuEmitter:
         ])
 
     @staticmethod
-    def step_lines(evaluate: str) -> list[str]:
-        """The rest of a training step (both loops): log, stop if not finite, update."""
+    def step_lines(evaluate: str | None, update: list[str] | None = None) -> list[str]:
+        """The rest of a training step (both loops): log, stop if not finite, update.
+        ``evaluate``: the call giving the loss (None: the lines before set it); ``update``: the
+        update's own lines (None: call update)."""
         return [
-            f"        loss = {evaluate}",
+            *([f"        loss = {evaluate}"] if evaluate else []),
             "        if step % log_every == log_every - 1:",
             "            history[step // log_every] = loss",
             "        if not abs(loss) <= 1.7976931348623157e308:  # NaN or inf (math.isfinite folds away under reassoc)",
             "            return step",
             "        count += 1",
-            "        update(theta, grad, hyper, state, count)",
+            *(update or ["        update(theta, grad, hyper, state, count)"]),
             "    return steps",
         ]
+
+
+def assigned(lines: list[str]) -> set[str]:
+    """The names that ``lines`` (statements, indented alike) assign."""
+    tree = ast.parse(textwrap.dedent("\n".join(lines)))
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}

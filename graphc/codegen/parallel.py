@@ -16,6 +16,7 @@ BLOCK = 16384  # samples per block; below this many samples the serial loop runs
 class ParallelEmitter(CpuEmitter):
     target = "parallel"
     inline_evaluate = False  # evaluate holds the prange loop (train calls it)
+    text_inline = False
 
     @property
     def evaluate_jit(self) -> str:

@@ -30,6 +30,7 @@ from .schedule import Layout, param_layout
 
 SCHEDULES = ("auto", "fused", "blocked")
 WIDE = 64  # auto: a per-sample contraction with a weight this large runs blocked
+SMALL = 4  # a contraction over at most this many products per element is printed as their sum
 BLOCK_ELEMENTS = 16384  # rows per block * the widest per-sample node (its arrays stay in cache)
 INLINE = ("elementwise", "broadcast_to", "transpose", "index", "stop_gradient")  # element views
 
@@ -103,12 +104,15 @@ def reduces_samples(node: Node) -> bool:
 
 
 def is_product(node: Node) -> bool:
-    """An einsum that sums nothing (every letter it drops has size 1): an elementwise
-    product, like g[:, None] * w[None, :] from a width-1 layer's backward pass."""
+    """An einsum that sums at most SMALL products per element and nothing over the samples:
+    inlined into its consumer as a sum of products, like an elementwise op. g[:, None] *
+    w[None, :] from a width-1 layer's backward pass sums none; X @ W.T with 3 input features
+    sums 3 (np.dot on a 3-long contraction costs more than the products)."""
     if node.op != "einsum" or reduces_samples(node):
         return False
     out = node.attr("out")
-    return all(d == 1 for s, x in zip(node.attr("ins"), node.inputs) for c, d in zip(s, x.shape) if c not in out)
+    dropped = {c: d for s, x in zip(node.attr("ins"), node.inputs) for c, d in zip(s, x.shape) if c not in out}
+    return math.prod(dropped.values()) <= SMALL
 
 
 def blas_available() -> bool:

@@ -7,6 +7,8 @@ layer and loss also run blocked in tests/test_nn.py (its fixtures take both sche
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -173,3 +175,50 @@ def test_schedule_errors(small):
     f = gc.compile(loss, schedule="blocked")
     with pytest.raises(gc.UnsupportedError, match="schedule='blocked'"):
         f.gradients
+
+
+@pytest.fixture(scope="module")
+def thin_input():
+    """3 -> 40 -> 1: blocked (a 120-element weight), with a 3-feature input."""
+    loss, init = mlp((3, 40, 1))
+    return loss, init, gc.compile(loss)
+
+
+def test_narrow_input_layer_is_a_sum_of_products_and_its_gradient_a_loop(thin_input):
+    loss, init, f = thin_input
+    assert f.schedule == "blocked"
+    src = f.source
+    # X @ W.T over 3 features: 3 products inside tanh's loop, W read from a transposed copy
+    # (stride 1 along the loop), the sample's features read once per sample
+    assert "X_i_0 = X[i0 + i, 0]" in src and "X_i_2 = X[i0 + i, 2]" in src
+    tanh_line = next(line for line in src.splitlines() if "_tanh(X_i_0*" in line)
+    assert re.search(r"X_i_2\*v\d+\[2, j0\]", tanh_line), tanh_line
+    assert "np.dot(X[" not in src  # no 3-long np.dot, forward or backward
+    # the weight's gradient (3 x 40) accumulates in the loop over the hidden units, unrolled
+    assert re.search(r"s\d+\[0, j0\] \+= X_i_0\*", src) and re.search(r"s\d+\[2, j0\] \+= X_i_2\*", src)
+    X, y = data(1500)
+    r = f(X=X, y=y, **init)
+    want_loss, want = numpy_mlp(init, X, y, 2)
+    assert r.loss == pytest.approx(want_loss, rel=1e-12)
+    for k in init:
+        np.testing.assert_allclose(r.grads[k], want[k], rtol=1e-10, atol=1e-12)
+
+
+def test_thin_input_model_gradient_against_finite_differences(thin_input):
+    loss, init, f = thin_input
+    X, y = data(300)
+    directional_check(f, {"X": X, "y": y, **init}, list(init), rtol=1e-6, seed=5)
+
+
+def test_five_feature_input_keeps_np_dot():
+    if not blocked.blas_available():
+        pytest.skip("np.dot needs SciPy")
+    loss, init = mlp((5, 40, 1))
+    f = gc.compile(loss, schedule="blocked")
+    assert "np.dot(X[i0:i0 + rows]" in f.source  # five products: past SMALL, a real product
+    X, y = data(700, d=5)
+    r = f(X=X, y=y, **init)
+    want_loss, want = numpy_mlp(init, X, y, 2)
+    assert r.loss == pytest.approx(want_loss, rel=1e-12)
+    for k in init:
+        np.testing.assert_allclose(r.grads[k], want[k], rtol=1e-10, atol=1e-12)

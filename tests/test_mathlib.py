@@ -228,3 +228,34 @@ def test_export_with_helpers_runs_without_graphc(tmp_path):
     assert out.returncode == 0, out.stderr
     xs = np.linspace(-3, 3, 1001)
     assert float(out.stdout) == f(x=xs, y=np.sin(xs), a=0.7, b=-1.3).loss
+
+
+@pytest.fixture(scope="module")
+def tanh32():
+    """A float32 module's _tanh (the rational approximation XLA and Eigen use)."""
+    text = "\n".join(["import math", "", "import numba", "import numpy as np", "", CpuEmitter.options(None), "",
+                      mathlib.source({"_tanh"}, float32=True), "", LOOPS.format(name="tanh", call="_tanh")])
+    return loader.load(text, stem="mathlib_test_f32")[0].loop_tanh
+
+
+def test_float32_module_tanh_within_six_ulp_and_never_past_one(tanh32):
+    rng = np.random.default_rng(7)
+    xs = np.concatenate([rng.uniform(lo, hi, 200_000) for lo, hi in RANGES["tanh"]]
+                        + [np.linspace(-12, 12, 400_001)]).astype(np.float32)
+    got = run(tanh32, xs, np.float32)
+    want = np.tanh(xs.astype(np.float64)).astype(np.float32)  # float64 tanh, then rounded
+    assert ulps(got, want).max() <= 6
+    assert np.abs(got).max() <= 1.0
+    np.testing.assert_array_equal(run(tanh32, -xs, np.float32), -got)  # odd
+    special = run(tanh32, [np.inf, -np.inf, 0.0, -0.0, np.nan, 1e-30, -1e-40, 9.5, 100.0], np.float32)
+    assert list(special[:2]) == [1.0, -1.0] and np.isnan(special[4])
+    assert special[2] == 0 and not np.signbit(special[2]) and np.signbit(special[3])
+    assert special[5] == np.float32(1e-30) and special[6] == np.float32(-1e-40) and list(special[7:]) == [1.0, 1.0]
+
+
+def test_float32_models_print_the_rational_tanh_float64_ones_cephes():
+    x, y = gc.data("x"), gc.data("y")
+    h = gc.param("h")
+    loss = gc.sum((gc.tanh(h * x) - y) ** 2)
+    assert "XLA" in gc.compile(loss, dtype="float32").source
+    assert "Cephes" in gc.compile(loss).source and "XLA" not in gc.compile(loss).source

@@ -14,6 +14,7 @@ CPU emitter's, unchanged: the functions have the same signatures.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from typing import Callable, Sequence
@@ -22,7 +23,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.parameters import distribute
 
-from ..blocked import INLINE, BlockPlan, fixed_shape, is_product, per_sample
+from ..blocked import INLINE, SMALL, BlockPlan, fixed_shape, is_product, per_sample
 from ..errors import UnsupportedError
 from ..graph import N, Node, spell
 from ..ops import expression_string
@@ -100,12 +101,28 @@ class Writer:
             return self.elem(x, tuple(idx[where[a]] for a in range(x.ndim) if x.shape[a] is not N))
         if op == "index":
             return self.elem(node.inputs[0], _index_source(node.inputs[0].shape, node.attr("key"), idx))
-        if is_product(node):  # letters the output drops have size 1: index 0
+        if is_product(node):  # the sum over the letters the output drops (at most SMALL terms)
+            ins = node.attr("ins")
             out = [c for c, d in zip(node.attr("out"), node.shape) if d is not N]
-            at = dict(zip(out, idx))
-            return sp.Mul(*[self.elem(x, [at.get(c, 0) for c, d in zip(sub, x.shape) if d is not N])
-                            for sub, x in zip(node.attr("ins"), node.inputs)])
+            dropped = {c: d for sub, x in zip(ins, node.inputs) for c, d in zip(sub, x.shape) if c not in node.attr("out")}
+            terms = []
+            for values in itertools.product(*(range(d) for d in dropped.values())):
+                at = {**dict(zip(out, idx)), **dict(zip(dropped, values))}
+                terms.append(sp.Mul(*[self.weight_elem(x, [at[c] for c, d in zip(sub, x.shape) if d is not N])
+                                      for sub, x in zip(ins, node.inputs)]))
+            return sp.Add(*terms)
         raise UnsupportedError(f"blocked schedule: cannot inline {op} {node.label()}")  # pragma: no cover
+
+    def weight_elem(self, x: Node, idx: Sequence) -> sp.Expr:
+        """``elem``, except that a 2-D weight read down a column inside a loop (W[j0, 2]: a
+        stride of a row per iteration, which does not vectorize) reads a transposed C-ordered
+        copy instead (v[2, j0])."""
+        e = self.elem(x, idx)
+        source = x.inputs[0] if x.op == "transpose" else x
+        m = re.fullmatch(r"(\w+)\[(j\d+), (\d+)\]", str(e)) if isinstance(e, sp.Symbol) else None
+        if m is None or source.op != "param" or len(source.shape) != 2 or m.group(1) != self.array(source):
+            return e
+        return _sym(f"{self.c_copy(source, m.group(1), True)}[{m.group(3)}, {m.group(2)}]")
 
     # ---- making a node available ----
     def need(self, node: Node) -> None:
@@ -208,15 +225,44 @@ class Writer:
             if sample:
                 lines.append("for i in range(rows):")
                 indent = "    "
+            g = {"lines": lines, "header": header, "writes": {}, "hoisted": set(), "at": len(lines)}
             for name, size in sizes:
                 if name != "0":  # a size-1 axis has no loop
                     lines.append(f"{indent}for {name} in range({size}):")
                     indent += "    "
-            g = self.group = {"lines": lines, "header": header, "indent": indent, "writes": {}}
+            g["indent"], self.group = indent, g
+        if sample and len(lines) > g["at"] and g["indent"] != "    ":  # inner loops: hoist per-sample reads
+            body = self.hoist(body, g)
         lines += [f"{indent}# {comment}"] * bool(comment) + [indent + b for b in body]
         g["end"] = len(lines)
         if writes:
             g["writes"][writes[0]] = writes[1]
+
+    def hoist(self, body: list[str], g: dict) -> list[str]:
+        """Reads of one sample's element (``X[i0 + i, 0]``, ``v8[i, 0]``) inside the loops over
+        the fixed axes become locals (``X_i_0``, ``v8_i_0``) set once per sample, before those
+        loops: LLVM cannot prove the arrays written there do not alias them, so it would load
+        them every iteration (and not vectorize). Elements the body writes stay."""
+        written = {m.group(1) for line in body for m in [re.match(r"\s*([^=]*?)\s*\+?=", line)] if m}
+        lines, new = g["lines"], []
+
+        def local(m: re.Match) -> str:
+            if m.group(0) in written:
+                return m.group(0)
+            name = m.group(1) + "_i" + "".join(f"_{k}" for k in re.findall(r"\d+", m.group(3)))
+            if name not in g["hoisted"]:
+                g["hoisted"].add(name)
+                new.append(f"    {name} = {m.group(0)}")
+            return name
+
+        out = []
+        for line in body:
+            target, sep, rest = line.partition(" = ") if " = " in line else line.partition(" += ")
+            out.append(target + sep + SAMPLE_READ.sub(local, rest) if sep else line)
+        lines[g["at"]:g["at"]] = new
+        g["at"] += len(new)
+        g["end"] = g.get("end", 0) + len(new)
+        return out
 
     def statements(self, target: str, expr: sp.Expr, op: str = "=") -> list[str]:
         """``target op expr`` with expr's common subexpressions (sympy.cse) first."""
@@ -281,24 +327,33 @@ class Writer:
         sample = [c for c, d in letters.items() if d is N]
         if len(sample) > 1:
             raise UnsupportedError(f"blocked schedule: einsum {node.label()} pairs two sample dims")
-        if self.plan.blas and self.gemm(node, acc):
+        # a sum over the samples into a thin result (3 x 32, 32 x 1): printed loops, which can
+        # share the loop that makes their operand; np.dot for anything wider
+        thin = acc is not None and any(letters[c] <= SMALL for c in out)
+        if self.plan.blas and not thin and self.gemm(node, acc):
             return
-        # a printed loop nest: out[o] += a[..] * b[..] over every letter
+        # a printed loop nest: out[o] += a[..] * b[..] over every letter; letters of at most
+        # SMALL values are unrolled into one statement each
         if acc is None:
             name, lines = self.scratch(node, zero=True)
             self.var[id(node)] = name
         else:
             lines = self.block
         fixed = [c for c in out if letters[c] is not N] + [c for c in letters if c not in out and letters[c] is not N]
-        names = {c: f"j{k}" if letters[c] != 1 else "0" for k, c in enumerate(fixed)}
-        term = sp.Mul(*[self.elem(x, [names[c] for c, d in zip(s, x.shape) if d is not N])
-                        for s, x in zip(ins, node.inputs)]).xreplace(self.known)
-        out_idx = [names[c] for c in out if letters[c] is not N]
-        if acc is not None:
-            dest = f"{acc.name}[{', '.join(out_idx)}]" if out_idx else acc.name
-        else:
-            dest = str(self.at(node, out_idx))
-        self.loops(lines, bool(sample), [(names[c], letters[c]) for c in fixed], self.statements(dest, term, "+="),
+        looped = [c for c in fixed if letters[c] > SMALL]
+        unrolled = [c for c in fixed if letters[c] <= SMALL]
+        body, dest = [], ""
+        for values in itertools.product(*(range(letters[c]) for c in unrolled)):
+            names = {**{c: f"j{k}" for k, c in enumerate(looped)}, **{c: str(v) for c, v in zip(unrolled, values)}}
+            term = sp.Mul(*[self.elem(x, [names[c] for c, d in zip(s, x.shape) if d is not N])
+                            for s, x in zip(ins, node.inputs)]).xreplace(self.known)
+            out_idx = [names[c] for c in out if letters[c] is not N]
+            if acc is not None:
+                dest = f"{acc.name}[{', '.join(out_idx)}]" if out_idx else acc.name
+            else:
+                dest = str(self.at(node, out_idx))
+            body += self.statements(dest, term, "+=")
+        self.loops(lines, bool(sample), [(f"j{k}", letters[c]) for k, c in enumerate(looped)], body,
                    self.e.comment(node), (dest.split("[")[0], None))
 
     def gemm(self, node: Node, acc) -> bool:
@@ -435,6 +490,9 @@ class Writer:
             self.loops(lines, per_sample(node), sizes, self.statements(str(self.at(node, dest_idx)), src),
                        writes=(name, None))
             start += width
+
+
+SAMPLE_READ = re.compile(r"\b([A-Za-z_]\w*)\[(i0 \+ i|i)((?:, \d+)*)\]")  # one sample's element
 
 
 def _index_source(in_shape: tuple, key: tuple, idx: Sequence) -> tuple:

@@ -53,7 +53,7 @@ class CpuEmitter:
             if self.batches:
                 functions.append(self.train_batches())
         # the helpers the printed functions call go right after OPTS (known only now)
-        helpers = mathlib.source(self.printer.used)
+        helpers = mathlib.source(self.printer.used, float32=self.dtype == "float32")
         return "\n\n".join([self.header(), self.preamble(), *([helpers] if helpers else []), *functions]) + "\n"
 
     def header(self) -> str:

@@ -141,7 +141,12 @@ def test_float32_blocked_close_to_float64(small):
     loss, init = small
     X, y = data(700)
     r64 = gc.compile(loss, schedule="blocked")(X=X, y=y, **init)
-    r32 = gc.compile(loss, schedule="blocked", dtype="float32")(X=X, y=y, **init)
+    f32 = gc.compile(loss, schedule="blocked", dtype="float32")
+    # float32 blocks add into float32 partial sums, each added into its float64 accumulator
+    # after the block (the sum over all samples stays float64)
+    assert "summed over a block" in f32.source and "add the block's sum" in f32.source
+    assert "summed over a block" not in gc.compile(loss, schedule="blocked").source
+    r32 = f32(X=X, y=y, **init)
     assert r32.loss == pytest.approx(r64.loss, rel=1e-5)
     for k in init:
         np.testing.assert_allclose(r32.grads[k], r64.grads[k], rtol=1e-3, atol=1e-4 * np.abs(r64.grads[k]).max())

@@ -58,6 +58,7 @@ class Writer:
         self.prologue: list[str] = []
         self.block: list[str] = []
         self.names = emitter.names
+        self.flush: list[str] = []  # run after each block: partial sums into their accumulators
 
     # ---- element expressions ----
     def at(self, node: Node, idx: Sequence) -> sp.Expr:
@@ -213,7 +214,7 @@ class Writer:
         loop nest just printed when that one has the same axes and wrote nothing this body
         reads other than at the element being computed (``writes``: the array written and
         the element text each iteration writes, None when it adds into other elements)."""
-        header = (sample, tuple(sizes))
+        header = (sample, tuple(s for s in sizes if s[0] != "0"))  # size-1 axes have no loop
         g = self.group
         if g and g["lines"] is lines and g["end"] == len(lines) and g["header"] == header and _reads_only(body, g["writes"]):
             indent = g["indent"]
@@ -349,7 +350,8 @@ class Writer:
                             for s, x in zip(ins, node.inputs)]).xreplace(self.known)
             out_idx = [names[c] for c in out if letters[c] is not N]
             if acc is not None:
-                dest = f"{acc.name}[{', '.join(out_idx)}]" if out_idx else acc.name
+                target = self.partial(acc)
+                dest = f"{target}[{', '.join(out_idx)}]" if out_idx else target
             else:
                 dest = str(self.at(node, out_idx))
             body += self.statements(dest, term, "+=")
@@ -410,6 +412,26 @@ class Writer:
             self.prologue += [comment, f"{name} = {product}"]
         return True
 
+    def partial(self, acc) -> str:
+        """Where a block adds into the array accumulator ``acc``: itself (float64), or in a
+        float32 module a float32 partial sum over the block, added into ``acc`` after each
+        block (as np.dot's sgemm did): float64 additions of float32 terms convert every term
+        and halve the vector width of the loop."""
+        if self.e.dtype != "float32" or not acc.shape:
+            return acc.name
+        name = f"v{self.names.setdefault(('partial', acc.name), len(self.names))}"
+        if not any(line.startswith(f"{name} = ") for line in self.prologue):
+            self.prologue.append(f"{name} = np.zeros({acc.shape}, theta.dtype)  # {acc.name}, summed over a block")
+            idx = _loop_names(acc.shape)
+            at = ", ".join(idx)
+            lines: list[str] = []
+            group = self.group  # the block's loop nest being printed stays open for joining
+            self.loops(lines, False, list(zip(idx, acc.shape)),
+                       [f"{acc.name}[{at}] += {name}[{at}]", f"{name}[{at}] = 0.0"], f"{acc.name}: add the block's sum")
+            self.group = group
+            self.flush += lines
+        return name
+
     def c_copy(self, source: Node, base: str, flip: bool) -> str:
         """A C-ordered copy of the fixed array ``base`` (transposed if ``flip``) in theta's
         dtype, made once per call before the blocks."""
@@ -446,7 +468,7 @@ class Writer:
             k += d is not N
         if acc is not None:
             lines = self.block
-            dest = f"{acc.name}[{', '.join(out_idx)}]" if acc.shape else acc.name
+            dest = f"{self.partial(acc)}[{', '.join(out_idx)}]" if acc.shape else acc.name
         else:
             name, lines = self.scratch(node, zero=True)
             self.var[id(node)] = name
@@ -493,6 +515,19 @@ class Writer:
 
 
 SAMPLE_READ = re.compile(r"\b([A-Za-z_]\w*)\[(i0 \+ i|i)((?:, \d+)*)\]")  # one sample's element
+
+
+def _print_order(a) -> tuple[bool, bool]:
+    """Accumulators with loops over fixed axes first (sums, then contractions), those without
+    last: each can then share the loop nest that computed what it adds up (the bias gradient
+    and the thin weight gradients join the loop that makes the layer's delta)."""
+    node = a.node
+    if node.op == "einsum":
+        sizes = [d for s, x in zip(node.attr("ins"), node.inputs) for d in x.shape if d is not N]
+        inner = any(d > SMALL for d in sizes)
+    else:
+        inner = any(d > 1 for d in fixed_shape(node.inputs[0]))
+    return not inner, node.op == "einsum"
 
 
 def _index_source(in_shape: tuple, key: tuple, idx: Sequence) -> tuple:
@@ -595,7 +630,7 @@ class BlockedMixin:
 
         def make(materialize: set[int]) -> tuple[Writer, list[str]]:
             w = Writer(self, k, materialize)
-            for a in sorted(mine, key=lambda a: a.node.op == "einsum"):  # loop sums join loops
+            for a in sorted(mine, key=_print_order):
                 if a.node.op == "einsum":
                     for x in a.node.inputs:
                         w.need(x)
@@ -604,7 +639,7 @@ class BlockedMixin:
                     w.reduce(a.node, a)
             body = w.prologue + [f"{a.name} = np.zeros({a.shape})" if a.shape else f"{a.name} = 0.0" for a in mine]
             body += ["for i0 in range(lo, hi, ROWS):", "    rows = min(hi - i0, ROWS)"]
-            body += ["    " + s for s in w.block]
+            body += ["    " + s for s in w.block + w.flush]
             rel = 0
             for a in mine:  # element by element: Numba compiles a slice assignment slowly
                 body += _copy("out", rel, a.shape, w, lambda idx, a=a: f"{a.name}[{', '.join(idx)}]" if idx else a.name)

@@ -2,12 +2,12 @@
 
 Workload (issue #3): x = (x, x^2, x^3) of 10,000 samples, Linear(3, 32) -> tanh ->
 Linear(32, 1), sum-squared loss, SGD, 200 steps, float32 and float64. Reported: seconds
-per step (compile excluded: every implementation runs once before it is timed), the final
-loss (the implementations must agree), the ratios, and graphc's schedule and cold compile
-time. The wide case (3 -> 256 -> 256 -> 1, 100,000 samples, float32) runs too (blocked
+per step (compile excluded: every implementation runs once before it is timed; the median
+of ``--repeats`` rounds that time each implementation in turn), the final loss (the
+implementations must agree), the ratios, and graphc's schedule and cold compile time. The wide case (3 -> 256 -> 256 -> 1, 100,000 samples, float32) runs too (blocked
 schedule). Every library runs on one thread (BLAS, torch, XLA), as graphc's cpu target does.
 
-    python benchmarks/bench_mlp.py [--steps 200] [--n 10000] [--out benchmarks/results]
+    python benchmarks/bench_mlp.py [--steps 200] [--n 10000] [--repeats 5] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 import argparse
+import atexit
 import json
 import math
+import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -49,22 +52,33 @@ def problem(n: int, widths: tuple, dtype: str, seed: int = 0):
 
 
 def bench_graphc(feats, y, model, init, steps, dtype, target="cpu", schedule="auto"):
-    """Seconds per step, final loss, cold compile seconds (an empty cache; a 1-step fit on
-    the first 1,000 samples, so the step itself costs next to nothing) and the schedule."""
+    """A runner (seconds per step and final loss of one timed fit), the cold compile seconds
+    (an empty cache; a 1-step fit on the first 1,000 samples, so the step itself costs next to
+    nothing) and the schedule. The runner's fits find the compiled loop in the cache."""
     X, Y = gc.data("X", shape=(None, feats.shape[1])), gc.data("y")
     loss = nn.mse_loss(gc.flatten(model(X)), Y, reduction="sum")
     kw = dict(init=init, optimizer=gc.SGD(lr=LR), dtype=dtype, target=target, schedule=schedule)
-    before = os.environ.get("GRAPHC_CACHE_DIR")
-    with tempfile.TemporaryDirectory() as cold:
-        os.environ["GRAPHC_CACHE_DIR"] = cold
+    cache = tempfile.mkdtemp(prefix="graphc-bench-mlp-")  # empty: the first fit compiles cold
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)
+
+    def fit(**more):
+        before = os.environ.get("GRAPHC_CACHE_DIR")
+        os.environ["GRAPHC_CACHE_DIR"] = cache
         try:
-            start = time.perf_counter()
-            first = gc.fit(loss, data={"X": feats[:1000], "y": y[:1000]}, steps=1, **kw)
-            compile_s = time.perf_counter() - start
-            res = gc.fit(loss, data={"X": feats, "y": y}, steps=steps, log_every=steps, **kw)
+            return gc.fit(loss, **kw, **more)
         finally:
             os.environ.pop("GRAPHC_CACHE_DIR") if before is None else os.environ.update(GRAPHC_CACHE_DIR=before)
-    return res.seconds / steps, res.loss, compile_s, first.compiled.schedule
+
+    start = time.perf_counter()
+    first = fit(data={"X": feats[:1000], "y": y[:1000]}, steps=1)
+    compile_s = time.perf_counter() - start
+    fit(data={"X": feats, "y": y}, steps=1)  # any first-call work, untimed
+
+    def runner():
+        res = fit(data={"X": feats, "y": y}, steps=steps, log_every=steps)
+        return res.seconds / steps, res.loss
+
+    return runner, compile_s, first.compiled.schedule
 
 
 def bench_numpy(feats, y, init, steps, dtype, layers):
@@ -99,7 +113,7 @@ def bench_torch(feats, y, init, steps, dtype, layers):
     ps = {k: torch.tensor(v, dtype=tdt, requires_grad=True) for k, v in init.items()}
     opt = torch.optim.SGD(list(ps.values()), lr=LR)
 
-    def step():
+    def step():  # each run starts again from init (see run_torch)
         h = X
         for k in range(layers):
             h = h @ ps[f"l{k}.weight"].T + ps[f"l{k}.bias"]
@@ -110,11 +124,17 @@ def bench_torch(feats, y, init, steps, dtype, layers):
         opt.step()
         return loss
 
-    step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
-    return (time.perf_counter() - start) / steps, float(loss)
+    def runner():
+        with torch.no_grad():
+            for k, v in init.items():
+                ps[k].copy_(torch.from_numpy(np.asarray(v, dtype=dtype)))
+        start = time.perf_counter()
+        for _ in range(steps):
+            loss = step()
+        return (time.perf_counter() - start) / steps, float(loss.detach())
+
+    step()  # warm-up
+    return runner
 
 
 def bench_jax(feats, y, init, steps, dtype, layers):
@@ -142,27 +162,41 @@ def bench_jax(feats, y, init, steps, dtype, layers):
             return {k: p[k] - LR * g[k] for k in p}, value
         return jax.lax.fori_loop(0, steps, body, (p, jnp.zeros((), dtype)))
 
-    jax.block_until_ready(train(p0))
-    start = time.perf_counter()
-    _, loss = jax.block_until_ready(train(p0))
-    return (time.perf_counter() - start) / steps, float(loss)
+    jax.block_until_ready(train(p0))  # compiles
+
+    def runner():
+        start = time.perf_counter()
+        _, loss = jax.block_until_ready(train(p0))
+        return (time.perf_counter() - start) / steps, float(loss)
+
+    return runner
 
 
-def run(n: int, widths: tuple, steps: int, dtypes: tuple) -> list[dict]:
+def run(n: int, widths: tuple, steps: int, dtypes: tuple, repeats: int) -> list[dict]:
+    """Per dtype: set every implementation up (compiles included), then time them in turn,
+    ``repeats`` rounds, so all see the same load; medians are reported, every time is kept."""
     rows = []
     for dtype in dtypes:
         feats, y, model, init = problem(n, widths, dtype)
-        row = {"widths": widths, "n": n, "steps": steps, "dtype": dtype}
+        row = {"widths": widths, "n": n, "steps": steps, "dtype": dtype, "repeats": repeats}
+        runners = {}
         try:
-            row["graphc"], row["graphc_loss"], row["graphc_compile_s"], row["schedule"] = bench_graphc(
+            runners["graphc"], row["graphc_compile_s"], row["schedule"] = bench_graphc(
                 feats, y, model, init, steps, dtype)
         except gc.UnsupportedError as exc:
             row["graphc"], row["graphc_error"] = None, str(exc)[:160]
-        row["numpy"], row["numpy_loss"] = bench_numpy(feats, y, init, steps, dtype, len(widths) - 1)
+        runners["numpy"] = lambda: bench_numpy(feats, y, init, steps, dtype, len(widths) - 1)
         for name, fn in (("torch", bench_torch), ("jax", bench_jax)):
             out = fn(feats, y, init, steps, dtype, len(widths) - 1)
             if out is not None:
-                row[name], row[f"{name}_loss"] = out
+                runners[name] = out
+        times: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(repeats):
+            for name, runner in runners.items():
+                seconds, row[f"{name}_loss"] = runner()
+                times[name].append(seconds)
+        for name, ts in times.items():
+            row[name], row[f"{name}_all"] = statistics.median(ts), ts
         rows.append(row)
         print(table_row(row), flush=True)
     return rows
@@ -190,11 +224,13 @@ def main() -> None:
     ap.add_argument("--no-wide", action="store_true")
     ap.add_argument("--wide-only", action="store_true")
     ap.add_argument("--wide-steps", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="timed rounds (medians reported)")
+    ap.add_argument("--wide-repeats", type=int, default=3)
     ap.add_argument("--out", default=None, help="folder for a JSON of the rows")
     args = ap.parse_args()
-    rows = [] if args.wide_only else run(args.n, (3, 32, 1), args.steps, ("float32", "float64"))
+    rows = [] if args.wide_only else run(args.n, (3, 32, 1), args.steps, ("float32", "float64"), args.repeats)
     if not args.no_wide:
-        rows += run(args.wide_n, (3, 256, 256, 1), args.wide_steps, ("float32",))
+        rows += run(args.wide_n, (3, 256, 256, 1), args.wide_steps, ("float32",), args.wide_repeats)
     if args.out:
         path = Path(args.out) / f"bench_mlp_{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
         path.parent.mkdir(parents=True, exist_ok=True)

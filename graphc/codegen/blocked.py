@@ -421,11 +421,15 @@ class Writer:
             return acc.name
         name = f"v{self.names.setdefault(('partial', acc.name), len(self.names))}"
         if not any(line.startswith(f"{name} = ") for line in self.prologue):
-            self.prologue.append(f"{name} = np.zeros({acc.shape}, theta.dtype)  # {acc.name}, summed over a block")
+            # np.empty with the int or 2-tuple shapes the scratch arrays use: each new
+            # (shape type, dtype) signature of np.zeros/np.empty costs Numba a compile
+            shape = acc.shape[0] if len(acc.shape) == 1 else acc.shape
+            self.prologue.append(f"{name} = np.empty({shape}, theta.dtype)  # {acc.name}, summed over a block")
             idx = _loop_names(acc.shape)
             at = ", ".join(idx)
-            lines: list[str] = []
             group = self.group  # the block's loop nest being printed stays open for joining
+            self.loops(self.prologue, False, list(zip(idx, acc.shape)), [f"{name}[{at}] = 0.0"])
+            lines: list[str] = []
             self.loops(lines, False, list(zip(idx, acc.shape)),
                        [f"{acc.name}[{at}] += {name}[{at}]", f"{name}[{at}] = 0.0"], f"{acc.name}: add the block's sum")
             self.group = group

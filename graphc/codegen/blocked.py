@@ -401,7 +401,10 @@ class Writer:
         product = f"np.dot({texts[0]}, {texts[1]})"
         comment = f"# {self.e.comment(node)}"
         if acc is not None:
-            self.block += [comment, f"{acc.name} += {product}"]
+            # into a block-sized array, added into the accumulator after the block: np.dot
+            # with out= allocates nothing and is the variant the layers already compile
+            part = self.partial(acc, zeroed=False)
+            self.block += [comment, f"np.dot({texts[0]}, {texts[1]}, {part})"]
         elif per_sample(node):
             name, lines = self.scratch(node)
             self.var[id(node)] = name
@@ -412,12 +415,13 @@ class Writer:
             self.prologue += [comment, f"{name} = {product}"]
         return True
 
-    def partial(self, acc) -> str:
+    def partial(self, acc, zeroed: bool = True) -> str:
         """Where a block adds into the array accumulator ``acc``: itself (float64), or in a
         float32 module a float32 partial sum over the block, added into ``acc`` after each
         block (as np.dot's sgemm did): float64 additions of float32 terms convert every term
-        and halve the vector width of the loop."""
-        if self.e.dtype != "float32" or not acc.shape:
+        and halve the vector width of the loop. ``zeroed=False``: an array the block
+        overwrites (np.dot's out), in any dtype, added after the block and not zeroed."""
+        if (self.e.dtype != "float32" and zeroed) or not acc.shape:
             return acc.name
         name = f"v{self.names.setdefault(('partial', acc.name), len(self.names))}"
         if not any(line.startswith(f"{name} = ") for line in self.prologue):
@@ -428,10 +432,12 @@ class Writer:
             idx = _loop_names(acc.shape)
             at = ", ".join(idx)
             group = self.group  # the block's loop nest being printed stays open for joining
-            self.loops(self.prologue, False, list(zip(idx, acc.shape)), [f"{name}[{at}] = 0.0"])
+            if zeroed:
+                self.loops(self.prologue, False, list(zip(idx, acc.shape)), [f"{name}[{at}] = 0.0"])
             lines: list[str] = []
             self.loops(lines, False, list(zip(idx, acc.shape)),
-                       [f"{acc.name}[{at}] += {name}[{at}]", f"{name}[{at}] = 0.0"], f"{acc.name}: add the block's sum")
+                       [f"{acc.name}[{at}] += {name}[{at}]", *[f"{name}[{at}] = 0.0"] * zeroed],
+                       f"{acc.name}: add the block's sum")
             self.group = group
             self.flush += lines
         return name

@@ -4,8 +4,9 @@ Workload (issue #3): x = (x, x^2, x^3) of 10,000 samples, Linear(3, 32) -> tanh 
 Linear(32, 1), sum-squared loss, SGD, 200 steps, float32 and float64. Reported: seconds
 per step (compile excluded: every implementation runs once before it is timed; the median
 of ``--repeats`` rounds that time each implementation in turn), the final loss (the
-implementations must agree), the ratios, and graphc's schedule and cold compile time. The wide case (3 -> 256 -> 256 -> 1, 100,000 samples, float32) runs too (blocked
-schedule). Every library runs on one thread (BLAS, torch, XLA), as graphc's cpu target does.
+implementations must agree), the ratios, and graphc's schedule and cold compile time. The
+wide case (3 -> 256 -> 256 -> 1, 100,000 samples, float32) runs too (blocked schedule).
+Every library runs on one thread (BLAS, torch, XLA), as graphc's cpu target does.
 
     python benchmarks/bench_mlp.py [--steps 200] [--n 10000] [--repeats 5] [--out benchmarks/results]
 """
@@ -113,7 +114,7 @@ def bench_torch(feats, y, init, steps, dtype, layers):
     ps = {k: torch.tensor(v, dtype=tdt, requires_grad=True) for k, v in init.items()}
     opt = torch.optim.SGD(list(ps.values()), lr=LR)
 
-    def step():  # each run starts again from init (see run_torch)
+    def step():
         h = X
         for k in range(layers):
             h = h @ ps[f"l{k}.weight"].T + ps[f"l{k}.bias"]
@@ -124,7 +125,7 @@ def bench_torch(feats, y, init, steps, dtype, layers):
         opt.step()
         return loss
 
-    def runner():
+    def runner():  # each run starts again from init
         with torch.no_grad():
             for k, v in init.items():
                 ps[k].copy_(torch.from_numpy(np.asarray(v, dtype=dtype)))

@@ -194,21 +194,29 @@ class CpuEmitter:
         function reads: a data array's name."""
         if not (self.text_inline and self.plan.kind == "fused" and self.args):
             return False
-        lines = [line for k in range(len(self.sizes)) for line in self.pass_lines(k, "")]
-        lines += self.finish_body("", "loss = ", sums=False)
-        return not assigned(lines) & {spell(d.name) for d in self.plan.data}
+        return not assigned(self.evaluate_lines) & self.data_names
 
     @cached_property
     def inlined_update(self) -> bool:
         opt = self.optimizer
         if not self.inlined or hasattr(opt, "solve_lines") or hasattr(opt, "helpers"):
             return False
-        return not assigned(self.update_body("")) & {spell(d.name) for d in self.plan.data}
+        return not assigned(self.update_body("")) & self.data_names
 
-    def pass_lines(self, k: int, indent: str) -> list[str]:
-        """sums_k's lines over all n samples; its sums stay locals (finish's lines read them)."""
-        body = self.loop_body(self.plan.loops[k], indent, None, "range(n)")
-        return [f"{indent}# pass {k} over the samples (the lines of sums_{k})", *body]
+    @cached_property
+    def data_names(self) -> set[str]:
+        return {spell(d.name) for d in self.plan.data}
+
+    @cached_property
+    def evaluate_lines(self) -> list[str]:
+        """The lines of every sums_k over all n samples, then of finish (unindented): the sums
+        stay locals, which finish's lines read; the last line sets ``loss``."""
+        lines = []
+        for k in range(len(self.sizes)):
+            lines.append(f"# pass {k} over the samples (the lines of sums_{k})")
+            lines += self.loop_body(self.plan.loops[k], "", None, "range(n)")
+        lines.append("# the loss and gradient from the sums (the lines of finish)")
+        return lines + self.finish_body("", "loss = ", sums=False)
 
     def evaluate(self) -> str:
         plan = self.plan
@@ -293,10 +301,7 @@ class CpuEmitter:
                 head += ["    " + line for line in self.run_loop(k)]
             return "\n".join(head + self.step_lines(self.finish_call))
         head.append("    for step in range(steps):  # each step: evaluate's lines, then update's")
-        for k in range(len(self.sizes)):
-            head += self.pass_lines(k, "        ")
-        head.append("        # the loss and gradient from the sums (the lines of finish)")
-        head += self.finish_body("        ", "loss = ", sums=False)
+        head += [f"        {line}" for line in self.evaluate_lines]
         update = None
         if self.inlined_update:
             update = [f"        # the update (the lines of update): {self.optimizer.formula}", *self.update_body("        ")]

@@ -192,9 +192,13 @@ SYMPY: dict[type, str] = {sp.exp: "_exp", sp.tanh: "_tanh"}
 NAMES = frozenset(HELPERS) | {"MATH_OPTS"}
 
 
+def _table(float32: bool) -> dict[str, tuple[str, tuple[str, ...]]]:
+    return {**HELPERS, **FLOAT32} if float32 else HELPERS
+
+
 def closure(names: Iterable[str], float32: bool = False) -> list[str]:
     """``names`` and the helpers they call, each after the helpers it calls (a stable order)."""
-    table = {**HELPERS, **FLOAT32} if float32 else HELPERS
+    table = _table(float32)
     order: list[str] = []
 
     def visit(name: str) -> None:
@@ -215,7 +219,7 @@ def source(names: Iterable[str], float32: bool = False) -> str:
     """The text of the helpers ``names`` (and of those they call), ready to paste into a
     module after its ``OPTS`` line: their options line, then the functions; "" for no names.
     ``float32``: a float32 module's versions (``FLOAT32``), where they differ."""
-    table = {**HELPERS, **FLOAT32} if float32 else HELPERS
+    table = _table(float32)
     order = closure(names, float32)
     if not order:
         return ""

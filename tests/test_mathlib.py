@@ -78,17 +78,21 @@ RANGES = {
 
 @pytest.mark.parametrize("name", ["exp", "tanh"])
 def test_float64_within_glibc_by_dense_random_samples(loops, name):
-    """At most 1 ulp from math.exp, 2 from math.tanh (glibc's tanh is itself up to ~1 ulp off)."""
+    """At most 1 ulp from math.exp, 3 from math.tanh (_tanh: 2 ulp; glibc's tanh is itself up
+    to ~1 ulp off)."""
     rng = np.random.default_rng(1)
     xs = np.concatenate([rng.uniform(lo, hi, 100_000) for lo, hi in RANGES[name]])
     got = run(getattr(loops, f"loop_{name}"), xs, np.float64)
     with np.errstate(over="ignore"):
         d = ulps(got, REF[name](xs).astype(np.float64))
-    assert d.max() <= (1 if name == "exp" else 2), xs[np.argmax(d)]
+    assert d.max() <= (1 if name == "exp" else 3), xs[np.argmax(d)]
+
+
+BOUND = {"exp": 1, "tanh": 2}  # float64 ulp from the correctly rounded value (mathlib's docstring)
 
 
 @pytest.mark.parametrize("name", ["exp", "tanh"])
-def test_float64_within_one_ulp_of_the_correctly_rounded_value(loops, name):
+def test_float64_within_its_bound_of_the_correctly_rounded_value(loops, name):
     rng = np.random.default_rng(2)
     xs = np.concatenate([rng.uniform(lo, hi, 300) for lo, hi in RANGES[name]])
     got = run(getattr(loops, f"loop_{name}"), xs, np.float64)
@@ -96,7 +100,22 @@ def test_float64_within_one_ulp_of_the_correctly_rounded_value(loops, name):
     f = getattr(mpmath, name)
     want = np.array([float(f(mpmath.mpf(float(v)))) for v in xs])  # inputs stay below overflow
     d = ulps(got, want)
-    assert d.max() <= 1, xs[np.argmax(d)]
+    assert d.max() <= BOUND[name], xs[np.argmax(d)]
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant < 63, reason="needs x87 80-bit long double")
+def test_float64_tanh_within_two_ulp_on_a_million_points(loops):
+    """Dense check against tanhl (64-bit mantissa, 11 bits beyond float64): the errors of the
+    one-path tanh add up where 1 - e and 1 + e round apart, |x| in 0.17..0.6 (k = -1)."""
+    rng = np.random.default_rng(11)
+    xs = np.concatenate([rng.uniform(-1, 1, 400_000) * 10.0 ** rng.uniform(-12, 1.4, 400_000),
+                         rng.uniform(-0.7, 0.7, 400_000), rng.uniform(-21, 21, 200_000)])
+    got = run(loops.loop_tanh, xs, np.float64)
+    want = np.tanh(xs.astype(np.longdouble)).astype(np.float64)
+    d = ulps(got, want)
+    assert d.max() <= 2, xs[np.argmax(d)]
+    assert (d == 0).mean() > 0.6  # most results are the correctly rounded one
+    np.testing.assert_array_equal(run(loops.loop_tanh, -xs, np.float64), -got)  # odd
 
 
 @pytest.mark.parametrize("name", ["exp", "tanh"])
@@ -125,7 +144,7 @@ def test_special_values_follow_math(loops, dtype):
         want_exp = REF["exp"](xs.astype(np.float64)).astype(np.float64).astype(dtype)
     want_tanh = REF["tanh"](xs.astype(np.float64)).astype(np.float64).astype(dtype)
     assert ulps(exp, want_exp).max() <= 1, list(zip(xs, exp, want_exp))
-    assert ulps(tanh, want_tanh).max() <= 1, list(zip(xs, tanh, want_tanh))
+    assert ulps(tanh, want_tanh).max() <= (3 if dtype == np.float64 else 1), list(zip(xs, tanh, want_tanh))
     # the semantics themselves, exactly
     assert exp[SPECIAL.index(math.inf)] == math.inf and exp[SPECIAL.index(-math.inf)] == 0
     assert exp[SPECIAL.index(710.0)] == math.inf and exp[SPECIAL.index(-746.0)] == 0
@@ -175,8 +194,8 @@ def test_printer_prints_math_by_default_and_helpers_with_vector_math():
 def test_source_orders_helpers_after_what_they_call():
     assert mathlib.source([]) == ""
     text = mathlib.source({"_tanh"})
-    assert text.startswith("MATH_OPTS = ") and "def _exp(" not in text and "def _pow2(" not in text
-    assert text.index("def _exp_reduce(") < text.index("def _tanh(")
+    assert text.startswith("MATH_OPTS = ") and "def _exp(" not in text and "def _exp_reduce(" not in text
+    assert mathlib.closure({"_exp"}) == ["_exp_reduce", "_pow2", "_exp"]
     assert mathlib.closure({"_exp", "_tanh"}) == ["_exp_reduce", "_pow2", "_exp", "_tanh"]
     with pytest.raises(KeyError):
         mathlib.source({"_sin"})
@@ -253,9 +272,9 @@ def test_float32_module_tanh_within_six_ulp_and_never_past_one(tanh32):
     assert special[5] == np.float32(1e-30) and special[6] == np.float32(-1e-40) and list(special[7:]) == [1.0, 1.0]
 
 
-def test_float32_models_print_the_rational_tanh_float64_ones_cephes():
+def test_float32_models_print_the_rational_tanh_float64_ones_expm1():
     x, y = gc.data("x"), gc.data("y")
     h = gc.param("h")
     loss = gc.sum((gc.tanh(h * x) - y) ** 2)
     assert "XLA" in gc.compile(loss, dtype="float32").source
-    assert "Cephes" in gc.compile(loss).source and "XLA" not in gc.compile(loss).source
+    assert "expm1" in gc.compile(loss).source and "XLA" not in gc.compile(loss).source

@@ -57,7 +57,7 @@ RESERVED = frozenset(
     MATH_OPTS _exp _tanh _exp_reduce _pow2""".split()  # the last five: codegen/mathlib.NAMES
 ) | frozenset(dir(builtins))
 # CSE temporaries, accumulators, loop functions, blocked arrays, loop indices, constants
-_DERIVED = re.compile(r"(t|s|sums_|v|j|const|batch_)\d+|v\d+_i(_\d+)*")  # v8_i_0: a hoisted v8[i, 0]
+_DERIVED = re.compile(r"(t|s|sums_|v|j|const|batch_)\d+|v\d+_i1?(_\d+)*")  # v8_i_0: a hoisted v8[i, 0] (v8_i1_0: v8[i + 1, 0])
 
 
 def check_name(name: Any, what: str = "name") -> str:

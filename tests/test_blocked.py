@@ -201,7 +201,11 @@ def test_narrow_input_layer_is_a_sum_of_products_and_its_gradient_a_loop(thin_in
     assert "np.dot(X[" not in src  # no 3-long np.dot, forward or backward
     # the weight's gradient (3 x 40) accumulates in the loop over the hidden units, unrolled
     assert re.search(r"s\d+\[0, j0\] \+= X_i_0\*", src) and re.search(r"s\d+\[2, j0\] \+= X_i_2\*", src)
-    X, y = data(1500)
+    # two samples per iteration: each accumulator element takes both samples' terms in one +=,
+    # the layer's delta is a local per sample; an odd block's last sample has its own loop
+    assert "for i in range(0, rows - 1, 2):" in src and "for i in range(rows - rows % 2, rows):" in src
+    assert re.search(r"s\d+\[2, j0\] \+= X_i_2\*(v\d+)_i \+ X_i1_2\*\1_i1\n", src)
+    X, y = data(1501)  # odd: the last sample takes the single-sample loop
     r = f(X=X, y=y, **init)
     want_loss, want = numpy_mlp(init, X, y, 2)
     assert r.loss == pytest.approx(want_loss, rel=1e-12)
@@ -211,7 +215,7 @@ def test_narrow_input_layer_is_a_sum_of_products_and_its_gradient_a_loop(thin_in
 
 def test_thin_input_model_gradient_against_finite_differences(thin_input):
     loss, init, f = thin_input
-    X, y = data(300)
+    X, y = data(301)
     directional_check(f, {"X": X, "y": y, **init}, list(init), rtol=1e-6, seed=5)
 
 

@@ -588,6 +588,121 @@ def _inlinable(w: Writer, lines: list[str]) -> set[str]:
     return out
 
 
+_FOR = re.compile(r"(\s*)for \w+ in range\([^()]*\):$")
+_STMT = re.compile(r"(\s*)([A-Za-z_]\w*)\[([^\]]*)\] (\+?=) (.*)$")
+_SAMPLE = re.compile(r"\bi\b")
+_SAMPLE_AT = re.compile(r"(\[(?:i0 \+ )?)?\bi\b")  # i, opening an index ([i, [i0 + i) or elsewhere
+
+
+def _next_sample(text: str, renames: dict[str, str]) -> str:
+    """``text`` for the next sample: i -> i + 1 (``[i, j0]`` -> ``[i + 1, j0]``), hoisted
+    locals renamed (``X_i_0`` -> ``X_i1_0``)."""
+    text = _SAMPLE_AT.sub(lambda m: f"{m.group(1)}i + 1" if m.group(1) else "(i + 1)", text)
+    return re.sub(r"\b\w+_i(?:_\d+)*\b", lambda m: renames.get(m.group(0), m.group(0)), text)
+
+
+def _group(expr: str) -> str:
+    return f"({expr})" if re.search(r"\b(if|or|and|not|lambda)\b", expr) else expr
+
+
+def _paired(lines: list[str], at: int) -> tuple[list[str], int, set[str]] | None:
+    """The loop over a block's samples starting at ``lines[at]``, rewritten to take two samples
+    per iteration when its body is per-sample reads (hoisted locals), then one loop nest over
+    fixed axes whose statements write per-sample elements or add into accumulators
+    (``s1[0, j0] += X_i_0*v10[i, j0]``): the two samples' terms go into one ``+=``, so each
+    accumulator element is loaded and stored once per two samples (with small weight
+    gradients, those stores bound the loop). A block array only this loop reads, at the
+    element it wrote, becomes a local (``v10_i``, ``v10_i1``): returned with the new lines and
+    the index after the loop, so its allocation goes too. An odd block's last sample takes
+    the loop as it was. None (and the loop stays as printed) for any other shape of body."""
+    head = lines[at]
+    ind = head[: len(head) - len(head.lstrip())]
+    end = at + 1
+    while end < len(lines) and (not lines[end].strip() or lines[end].startswith(ind + " ")):
+        end += 1
+    body = lines[at + 1:end]
+    bi = ind + "    "
+    k = 0
+    renames: dict[str, str] = {}
+    while k < len(body) and not _FOR.match(body[k]):
+        m = re.match(rf"{bi}(\w+_i(?:_\d+)*) = (.*)$", body[k])
+        if not m:
+            return None
+        renames[m.group(1)] = m.group(1).replace("_i", "_i1", 1)
+        k += 1
+    hoisted, nest = body[:k], body[k:]
+    depth = 0
+    while depth < len(nest) and _FOR.match(nest[depth]) and nest[depth].startswith(bi + "    " * depth):
+        depth += 1
+    if depth == 0:
+        return None
+    inner, stmts = bi + "    " * depth, nest[depth:]
+    added = {m.group(2) for line in stmts for m in [_STMT.match(line)] if m and m.group(4) == "+="}
+    # a block array this loop writes and only it reads, at the element written: a local
+    outside = lines[:at] + lines[end:]
+    local = {}
+    for line in stmts:
+        m = _STMT.match(line)
+        if m and m.group(4) == "=" and re.fullmatch(r"v\d+", m.group(2)) and _SAMPLE.search(m.group(3)):
+            element = f"{m.group(2)}[{m.group(3)}]"
+            if set(_uses(m.group(2), stmts)) == {element} and all(
+                    u == m.group(2) for u in _uses(m.group(2), [x for x in outside if " = np.empty(" in x])) and not any(
+                    _uses(m.group(2), [x for x in outside if " = np.empty(" not in x])):
+                local[element] = f"{m.group(2)}_i"
+                renames[f"{m.group(2)}_i"] = f"{m.group(2)}_i1"
+    out: list[str] = []
+    fused = False
+    for line in stmts:
+        if line.startswith(inner + "#"):
+            out.append(line)
+            continue
+        for element, name in local.items():
+            line = line.replace(element, name)
+        m = re.match(r"(\s*)(v\d+_i) = (.*)$", line)
+        if m and m.group(2) in renames:  # a local for one sample's element
+            out += [line, inner + _next_sample(line.strip(), renames)]
+            continue
+        m = _STMT.match(line)
+        if not m or m.group(1) != inner or any(re.search(rf"\b{a}\b", m.group(5)) for a in added):
+            return None
+        name, idx, op, expr = m.group(2), m.group(3), m.group(4), m.group(5)
+        if _SAMPLE.search(idx):  # one sample's element: once per sample
+            out += [line, inner + _next_sample(f"{name}[{idx}] {op} {expr}", renames)]
+        elif op == "+=":  # an accumulator: both samples' terms in one statement
+            out.append(f"{inner}{name}[{idx}] += {_group(expr)} + {_group(_next_sample(expr, renames))}")
+            fused = True
+        else:
+            return None
+    if not fused:
+        return None
+    pairs = [f"{ind}for i in range(0, rows - 1, 2):  # two samples per iteration (accumulators stored once)"]
+    pairs += hoisted + [f"{bi}{renames[h.split(' = ')[0].strip()]} = {_next_sample(h.split(' = ', 1)[1], renames)}" for h in hoisted]
+    pairs += nest[:depth] + out
+    last = []
+    for line in body:
+        for element, name in local.items():
+            line = line.replace(element, name)
+        last.append(line)
+    pairs += [f"{ind}for i in range(rows - rows % 2, rows):  # an odd block's last sample"] + last
+    return pairs, end, {element.split("[")[0] for element in local}
+
+
+def _pair_samples(lines: list[str]) -> list[str]:
+    """Every sample loop of a pass that ``_paired`` can rewrite, rewritten."""
+    out, at, gone = [], 0, set()
+    while at < len(lines):
+        if lines[at].strip() == "for i in range(rows):":
+            done = _paired(lines, at)
+            if done:
+                out += done[0]
+                at = done[1]
+                gone |= done[2]
+                continue
+        out.append(lines[at])
+        at += 1
+    return [line for line in out if line.split(" = np.empty(")[0].strip() not in gone]
+
+
 def _refined(make: "Callable[[set[int]], tuple[Writer, list[str]]]", materialize: set[int]) -> list[str]:
     """Print a function, then reprint it with the arrays only one statement reads inlined."""
     materialize = set(materialize)
@@ -656,7 +771,7 @@ class BlockedMixin:
                 rel += a.size
             return w, body
 
-        return "\n".join(lines + ["    " + s for s in _refined(make, self.plan.materialize)])
+        return "\n".join(lines + ["    " + s for s in _pair_samples(_refined(make, self.plan.materialize))])
 
     def finish(self) -> str:
         """The loss and the gradients from the sums in acc (and the parameters)."""

@@ -233,7 +233,7 @@ BAD_NAMES = [
     "a'b", 'a"b', "a\\b", "'", '"""',                            # quotes
     "1a", "a-b", "a+b", "a;b", "a()", "a[0]", "a#b", "a.", ".a", "a..b", "π", "ａ", "e\u0301",
     "np", "math", "numba", "theta", "grad", "loss", "i", "n", "t0", "s3", "sums_0", "evaluate",
-    "train", "OPTS", "BLOCK", "v8_i_0", "v12_i",                 # names the generated code uses
+    "train", "OPTS", "BLOCK", "v8_i_0", "v12_i", "v3_i1_0",      # names the generated code uses
 ]
 
 

@@ -628,7 +628,7 @@ def _paired(lines: list[str], at: int) -> tuple[list[str], int, set[str]] | None
         m = re.match(rf"{bi}(\w+_i(?:_\d+)*) = (.*)$", body[k])
         if not m:
             return None
-        renames[m.group(1)] = m.group(1).replace("_i", "_i1", 1)
+        renames[m.group(1)] = re.sub(r"_i((?:_\d+)*)$", r"_i1\1", m.group(1))  # X_i_0 -> X_i1_0
         k += 1
     hoisted, nest = body[:k], body[k:]
     depth = 0
@@ -638,26 +638,30 @@ def _paired(lines: list[str], at: int) -> tuple[list[str], int, set[str]] | None
         return None
     inner, stmts = bi + "    " * depth, nest[depth:]
     added = {m.group(2) for line in stmts for m in [_STMT.match(line)] if m and m.group(4) == "+="}
-    # a block array this loop writes and only it reads, at the element written: a local
+    # a block array this loop writes and only it reads (its allocation aside), at the element
+    # written: a local
     outside = lines[:at] + lines[end:]
     local = {}
     for line in stmts:
         m = _STMT.match(line)
         if m and m.group(4) == "=" and re.fullmatch(r"v\d+", m.group(2)) and _SAMPLE.search(m.group(3)):
-            element = f"{m.group(2)}[{m.group(3)}]"
-            if set(_uses(m.group(2), stmts)) == {element} and all(
-                    u == m.group(2) for u in _uses(m.group(2), [x for x in outside if " = np.empty(" in x])) and not any(
-                    _uses(m.group(2), [x for x in outside if " = np.empty(" not in x])):
-                local[element] = f"{m.group(2)}_i"
-                renames[f"{m.group(2)}_i"] = f"{m.group(2)}_i1"
+            var, element = m.group(2), f"{m.group(2)}[{m.group(3)}]"
+            if set(_uses(var, stmts)) == {element} and not _uses(
+                    var, [x for x in outside if not x.strip().startswith(f"{var} = np.empty(")]):
+                local[element] = f"{var}_i"
+                renames[f"{var}_i"] = f"{var}_i1"
+
+    def localized(line: str) -> str:
+        for element, name in local.items():
+            line = line.replace(element, name)
+        return line
+
     out: list[str] = []
     fused = False
-    for line in stmts:
+    for line in map(localized, stmts):
         if line.startswith(inner + "#"):
             out.append(line)
             continue
-        for element, name in local.items():
-            line = line.replace(element, name)
         m = re.match(r"(\s*)(v\d+_i) = (.*)$", line)
         if m and m.group(2) in renames:  # a local for one sample's element
             out += [line, inner + _next_sample(line.strip(), renames)]
@@ -676,14 +680,10 @@ def _paired(lines: list[str], at: int) -> tuple[list[str], int, set[str]] | None
     if not fused:
         return None
     pairs = [f"{ind}for i in range(0, rows - 1, 2):  # two samples per iteration (accumulators stored once)"]
-    pairs += hoisted + [f"{bi}{renames[h.split(' = ')[0].strip()]} = {_next_sample(h.split(' = ', 1)[1], renames)}" for h in hoisted]
+    pairs += hoisted + [bi + _next_sample(h.strip(), renames) for h in hoisted]
     pairs += nest[:depth] + out
-    last = []
-    for line in body:
-        for element, name in local.items():
-            line = line.replace(element, name)
-        last.append(line)
-    pairs += [f"{ind}for i in range(rows - rows % 2, rows):  # an odd block's last sample"] + last
+    pairs += [f"{ind}for i in range(rows - rows % 2, rows):  # an odd block's last sample"]
+    pairs += [localized(line) for line in body]
     return pairs, end, {element.split("[")[0] for element in local}
 
 

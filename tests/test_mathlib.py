@@ -25,20 +25,29 @@ LOOPS = '''
 @numba.njit(**OPTS)
 def loop_{name}(x, out):
     for i in range(x.shape[0]):
-        out[i] = {call}(x[i])
+        out[i] = {call}
 '''
+
+
+def loops_module(helpers: set, calls: list, float32: bool = False) -> str:
+    """A module laid out as a generated one: imports, OPTS, the helpers' text, then a loop
+    per (name, function) in ``calls`` (a helper: printed as the printer does, its constants
+    bound as the emitters bind them)."""
+    text = "\n".join([
+        "import math", "", "import numba", "import numpy as np", "",
+        CpuEmitter.options(None), "", mathlib.source(helpers, float32=float32), "",
+        *(LOOPS.format(name=name, call=mathlib.call(fn, "x[i]") if fn in mathlib.HELPERS else f"{fn}(x[i])")
+          for name, fn in calls),
+    ])
+    return mathlib.bind(text)
 
 
 @pytest.fixture(scope="module")
 def loops():
     """loop_exp / loop_tanh (the helpers) and loop_math_exp / loop_math_tanh, in a module laid
     out as a generated one: imports, OPTS, then the helpers' text."""
-    text = "\n".join([
-        "import math", "", "import numba", "import numpy as np", "",
-        CpuEmitter.options(None), "", mathlib.source({"_exp", "_tanh"}), "",
-        *(LOOPS.format(name=name, call=call) for name, call in
-          [("exp", "_exp"), ("tanh", "_tanh"), ("math_exp", "math.exp"), ("math_tanh", "math.tanh")]),
-    ])
+    text = loops_module({"_exp", "_tanh"}, [("exp", "_exp"), ("tanh", "_tanh"), ("math_exp", "math.exp"),
+                                             ("math_tanh", "math.tanh")])
     return loader.load(text, stem="mathlib_test")[0]
 
 
@@ -165,7 +174,7 @@ def test_exp_overflow_and_underflow_edges_exactly(loops):
 
 def test_integer_arguments_are_promoted_to_float64(loops):
     assert loops._exp(2) == pytest.approx(math.exp(2), rel=1e-15)
-    assert loops._tanh(-1) == pytest.approx(math.tanh(-1), rel=1e-15)
+    assert loops._tanh(-1, loops.TANH_C) == pytest.approx(math.tanh(-1), rel=1e-15)
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="vector width checked for x86-64")
@@ -186,7 +195,7 @@ def test_printer_prints_math_by_default_and_helpers_with_vector_math():
     assert "math.tanh(x)" in plain.doprint(e) and "math.exp(-x)" in plain.doprint(e) and not plain.used
     p = printer(vector_math=True)
     text = p.doprint(e)
-    assert "_tanh(x)" in text and "_exp(-x)" in text and "math.tanh" not in text
+    assert "_tanh(x, tanh_c)" in text and "_exp(-x)" in text and "math.tanh" not in text
     assert "math.exp(2)" in text and "math.sinh(x)" in text  # constants and the rest: libm
     assert p.used == {"_exp", "_tanh"}
 
@@ -202,6 +211,32 @@ def test_source_orders_helpers_after_what_they_call():
     assert mathlib.NAMES <= RESERVED and set(mathlib.SYMPY.values()) <= mathlib.NAMES
 
 
+BIND_IN = '''def f(x):
+    """Doc
+    string."""
+    return _tanh(x, tanh_c)
+
+
+def g(x):
+    return x
+
+
+def h(x):
+    y = _tanh(x, tanh_c)
+    return _tanh(y, tanh_c)
+'''
+
+
+def test_bind_copies_the_constants_once_in_each_function_that_passes_them():
+    out = mathlib.bind(BIND_IN).splitlines()
+    copy = "    tanh_c = TANH_C.copy()  # constants as run-time values (see TANH_C)"
+    assert out[3] == copy and out[4] == "    return _tanh(x, tanh_c)"  # after f's docstring
+    assert out[out.index("def h(x):") + 1] == copy  # first in h
+    assert sum(line == copy for line in out) == 2  # g: none
+    assert mathlib.bind("def k(x):\n    return x\n") == "def k(x):\n    return x\n"
+    assert mathlib.call("_tanh", "a*x") == "_tanh(a*x, tanh_c)" and mathlib.call("_exp", "x") == "_exp(x)"
+
+
 def tanh_loss():
     x, y = gc.data("x"), gc.data("y")
     a, b = gc.params("a b")
@@ -215,6 +250,10 @@ def test_cpu_and_parallel_paste_the_helpers_cuda_keeps_math():
         assert src.index("OPTS = dict(") < src.index("MATH_OPTS = ") < src.index("def _exp_reduce(")
         assert src.index("def _tanh(") < src.index("def sums_0(")
         assert "_tanh(" in src.split("def sums_0(")[1] and "math.tanh" not in src
+        assert src.index("TANH_C = np.array([") < src.index("def _tanh(x, c):")
+        for fn in src.split("\ndef ")[1:]:  # each function that calls _tanh copies its constants first
+            if "_tanh(" in fn and not fn.startswith("_tanh("):
+                assert fn.count("tanh_c = TANH_C.copy()") == 1 and fn.index("tanh_c = TANH_C") < fn.index("_tanh(")
     cuda = emit(p, "cuda")
     assert "math.tanh(" in cuda and "_tanh" not in cuda and "MATH_OPTS" not in cuda
 
@@ -252,8 +291,7 @@ def test_export_with_helpers_runs_without_graphc(tmp_path):
 @pytest.fixture(scope="module")
 def tanh32():
     """A float32 module's _tanh (the rational approximation XLA and Eigen use)."""
-    text = "\n".join(["import math", "", "import numba", "import numpy as np", "", CpuEmitter.options(None), "",
-                      mathlib.source({"_tanh"}, float32=True), "", LOOPS.format(name="tanh", call="_tanh")])
+    text = loops_module({"_tanh"}, [("tanh", "_tanh")], float32=True)
     return loader.load(text, stem="mathlib_test_f32")[0].loop_tanh
 
 

@@ -54,7 +54,8 @@ class CpuEmitter:
                 functions.append(self.train_batches())
         # the helpers the printed functions call go right after OPTS (known only now)
         helpers = mathlib.source(self.printer.used, float32=self.dtype == "float32")
-        return "\n\n".join([self.header(), self.preamble(), *([helpers] if helpers else []), *functions]) + "\n"
+        module = "\n\n".join([self.header(), self.preamble(), *([helpers] if helpers else []), *functions]) + "\n"
+        return mathlib.bind(module) if helpers else module  # tanh_c = TANH_C.copy() where _tanh is called
 
     def header(self) -> str:
         plan = self.plan

@@ -20,6 +20,17 @@ with 32 tanh calls compiled for minutes) and give it the caller's ``reassoc``, u
 LLVM rewrites the Cody-Waite reduction (x - k*C1) - k*C2 into x - k*(C1 + C2): up to 200 ulp.
 No nnan/ninf either: NaN and infinity follow ``math``'s semantics.
 
+Constants: ``_tanh`` takes its constants as an argument, ``c``, the module's ``TANH_C``
+copied once at the top of each function that calls it (``bind`` writes that line; the
+printer passes ``tanh_c``). Written as literals, LLVM keeps none of them in a register
+across the vectorized loop (too many) and rematerializes each from the constant pool where
+it is used: under Numba's large code model that is two instructions (an address, then a
+broadcast) per constant per iteration, 81 instructions per four values instead of 43. A run-
+time value that does not fit in a register is spilled once and read as the memory operand of
+an FMA instead, for free. The copy is what makes them run-time values: LLVM folds loads from
+the array itself, a compile-time constant. (``_exp`` keeps literals: it is not in the hot
+loop of any benchmark yet.)
+
 The code is generic in the float type: Numba compiles one copy per argument type and every
 constant is cast to it (``T = type(x)``), so float32 arguments compute in float32 (integers
 are promoted to float64 first).
@@ -39,6 +50,7 @@ float32 tanh.
 
 from __future__ import annotations
 
+import ast
 from typing import Iterable
 
 import sympy as sp
@@ -127,56 +139,78 @@ def _exp(x):
 '''
 
 _TANH = '''
+# _tanh's constants, which its callers pass as tanh_c, a copy made once per function: a run-
+# time value, not a literal LLVM reloads from memory in every iteration (graphc.codegen.mathlib)
+TANH_C = np.array([
+    20.0,  # 0: |x| cap (tanh rounds to 1 from 19.1 on; keeps 2**j a normal float)
+    2.8853900817779268,  # 1: 2/ln2
+    6755399441056767.0,  # 2: 1.5*2**52 + 1023 (rounds to an integer; 1023: the exponent bias)
+    0.693145751953125,  # 3: C1, ln2 to 15 significant bits (j*C1 is exact)
+    1.4286068203094172321e-6,  # 4: C2 = ln2 - C1
+    0.5000000000000006, 0.16666666666666588, 0.04166666666657682, 0.008333333333389509,  # 5-14: q
+    0.0013888888931540297, 0.0001984126971907887, 2.480150530553317e-05, 2.755740750709753e-06,
+    2.7626024518665314e-07, 2.5053775072479526e-08,
+    1.0,  # 15
+])
+
 {jit}
-def _tanh(x):
-    """tanh(x) = N/D with N = 1 - e, D = 1 + e, e = exp(-2|x|), then given the sign of x.
-    One path for every x, branch-free: e = 2**k * (1 + m), k = round(-2|x|/ln2) (Cody-Waite,
-    as in _exp_reduce), m = expm1(r) = r + r*r*q(r) on |r| <= ln2/2, q of degree 9 (a
+def _tanh(x, c):
+    """tanh(x) = (1 - e)/(1 + e), e = exp(-2|x|), then given the sign of x; c: TANH_C.
+    One path for every x, branch-free: 2|x| = j*ln2 - r with j = round(2|x|/ln2) and
+    |r| <= ln2/2 (Cody-Waite, as in _exp_reduce), so e = exp(r)/u with u = 2**j, and
+    tanh|x| = ((u - 1) - m)/((u + 1) + m), m = expm1(r) = r + r*r*q(r), q of degree 9 (a
     weighted minimax fit: relative error of m below 2e-17; the Taylor series needs degree
-    11). With s = 2**k, N = (1 - s) - s*m and D = (1 + s) + s*m: 1 - s and 1 + s are exact,
-    so N (which cancels for small |x|) and D are each rounded once. 2**k comes from the bits
-    of the rounding sum: y = t + 1.5*2**52 holds k in its low bits, so (bits(y) << 52) +
-    bits(1.0) is 2**k (|x| is capped at 20, where tanh rounds to 1: k >= -58). Max error 2
-    ulp (float64); tanh(+-inf) = +-1, tanh(-0) = -0, tanh(nan) = nan. Computes in float64:
-    other argument types are converted and the result converted back."""
+    11). u - 1 and u + 1 are exact, so the numerator (which cancels for small |x|) and the
+    denominator are each rounded once. u comes from the bits of the rounding sum: y = 2|x|/ln2
+    + 1.5*2**52 + 1023 holds j + 1023 in its low bits, and bits(y) << 52 puts them in the
+    exponent field. Max error 2 ulp (float64); tanh(+-inf) = +-1, tanh(-0) = -0,
+    tanh(nan) = nan. Computes in float64: other argument types are converted and the result
+    converted back."""
     x = x * np.float32(1.0)  # integers -> float64
     T = type(x)
     a = abs(np.float64(x))
-    a = 20.0 if a > 20.0 else a  # a select: NaN passes
-    y = a * -2.8853900817779268 + 6755399441055744.0  # -2a/ln2 + 1.5*2**52, rounded: k + 1.5*2**52
-    k = y - 6755399441055744.0
-    r = (k * -0.693145751953125 - (a + a)) - k * 1.4286068203094172321e-6  # -2a - k*ln2 (C1 + C2)
+    a = c[0] if a > c[0] else a  # a select: NaN passes
+    y = a * c[1] + c[2]  # rounded: j + 1.5*2**52 + 1023
+    j = y - c[2]
+    r = (j * c[3] - (a + a)) + j * c[4]  # j*ln2 - 2|x|: the first difference is exact
     r2 = r * r
     r4 = r2 * r2
-    q0 = (0.5000000000000006 + r * 0.16666666666666588) + r2 * (0.04166666666657682 + r * 0.008333333333389509)
-    q1 = (0.0013888888931540297 + r * 0.0001984126971907887) + r2 * (2.480150530553317e-05 + r * 2.755740750709753e-06)
-    q2 = 2.7626024518665314e-07 + r * 2.5053775072479526e-08
+    q0 = (c[5] + r * c[6]) + r2 * (c[7] + r * c[8])
+    q1 = (c[9] + r * c[10]) + r2 * (c[11] + r * c[12])
+    q2 = c[13] + r * c[14]
     m = r + r2 * (q0 + r4 * (q1 + r4 * q2))  # expm1(r), Estrin's scheme (see _exp_reduce)
-    s = np.int64((np.float64(y).view(np.int64) << np.int64(52)) + np.int64(0x3FF0000000000000)).view(np.float64)
-    n = (1.0 - s) - s * m
-    d = (1.0 + s) + s * m
-    return T(math.copysign(n / d, x))
+    u = np.int64(np.float64(y).view(np.int64) << np.int64(52)).view(np.float64)  # 2**j
+    return T(math.copysign(((u - c[15]) - m) / ((u + c[15]) + m), x))
 '''
 
 _TANH_FLOAT32 = '''
+# _tanh's constants, which its callers pass as tanh_c, a copy made once per function: a run-
+# time value, not a literal LLVM reloads from memory in every iteration (graphc.codegen.mathlib)
+TANH_C = np.array([
+    9.0,  # 0: |x| cap
+    -2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,  # 1-7: p
+    1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03,
+    1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03,  # 8-11: q
+    1.0,  # 12: the result's cap
+    0.0004,  # 13: below this |x|, tanh(x) rounds to x
+], np.float32)
+
 {jit}
-def _tanh(x):
-    """tanh(x) for float32 models: the odd rational p(c)/q(c) of degrees 13/6 that XLA (so
-    JAX), Eigen and ONNX Runtime use, c = x clamped to [-9, 9]; x itself where |x| < 0.0004;
-    the result capped at +-1. Max error 5.5 ulp of float32 (1 ulp: about 6e-8 near 1), a third
-    of the instructions of the float64 method; tanh(+-inf) = +-1, tanh(-0) = -0, tanh(nan) = nan."""
-    T = np.float32
-    c = T(9.0) if x > T(9.0) else x
-    c = T(-9.0) if c < T(-9.0) else c
-    z = c * c
-    p = ((((((T(-2.76076847742355e-16) * z + T(2.00018790482477e-13)) * z + T(-8.60467152213735e-11)) * z
-            + T(5.12229709037114e-08)) * z + T(1.48572235717979e-05)) * z + T(6.37261928875436e-04)) * z
-         + T(4.89352455891786e-03))
-    q = ((T(1.19825839466702e-06) * z + T(1.18534705686654e-04)) * z + T(2.26843463243900e-03)) * z + T(4.89352518554385e-03)
-    r = c * p / q
-    r = T(1.0) if r > T(1.0) else r
-    r = T(-1.0) if r < T(-1.0) else r
-    return x if abs(x) < T(0.0004) else r
+def _tanh(x, c):
+    """tanh(x) for float32 models, c: TANH_C: the odd rational p(z)/q(z) of degrees 13/6 that
+    XLA (so JAX), Eigen and ONNX Runtime use, z = x clamped to [-9, 9]; x itself where
+    |x| < 0.0004; the result capped at +-1. Max error 5.5 ulp of float32 (1 ulp: about 6e-8
+    near 1), a third of the instructions of the float64 method; tanh(+-inf) = +-1,
+    tanh(-0) = -0, tanh(nan) = nan."""
+    z = c[0] if x > c[0] else x
+    z = -c[0] if z < -c[0] else z
+    z2 = z * z
+    p = ((((((c[1] * z2 + c[2]) * z2 + c[3]) * z2 + c[4]) * z2 + c[5]) * z2 + c[6]) * z2 + c[7])
+    q = ((c[8] * z2 + c[9]) * z2 + c[10]) * z2 + c[11]
+    r = z * p / q
+    r = c[12] if r > c[12] else r
+    r = -c[12] if r < -c[12] else r
+    return x if abs(x) < c[13] else r
 '''
 
 # name -> (source, helpers it calls)
@@ -193,8 +227,42 @@ FLOAT32: dict[str, tuple[str, tuple[str, ...]]] = {"_tanh": (_TANH_FLOAT32, ())}
 # SymPy function -> the helper the vector-math printer calls instead of math.<name>
 SYMPY: dict[type, str] = {sp.exp: "_exp", sp.tanh: "_tanh"}
 
+# helper -> (the module's array of its constants, the local its callers pass: a copy of it)
+CONSTANTS: dict[str, tuple[str, str]] = {"_tanh": ("TANH_C", "tanh_c")}
+
 # Every identifier the helpers put in a generated module (graph.RESERVED holds them too)
-NAMES = frozenset(HELPERS) | {"MATH_OPTS"}
+NAMES = frozenset(HELPERS) | {"MATH_OPTS"} | {n for pair in CONSTANTS.values() for n in pair}
+
+
+def call(helper: str, arg: str) -> str:
+    """The text of a call of ``helper`` on ``arg``; a helper with constants takes its local
+    copy of them too (``bind`` makes it)."""
+    return f"{helper}({arg}, {CONSTANTS[helper][1]})" if helper in CONSTANTS else f"{helper}({arg})"
+
+
+def bind(module: str) -> str:
+    """``module`` with a first line in each function that passes a helper's constants (reads
+    its local, ``tanh_c``): ``tanh_c = TANH_C.copy()``, after the docstring. Once per call of
+    the function, not per sample."""
+    tree = ast.parse(module)
+    lines = module.split("\n")
+    inserts = []
+    for fn in tree.body:
+        if not isinstance(fn, ast.FunctionDef) or fn.name in HELPERS:
+            continue
+        read = {node.id for node in ast.walk(fn) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+        wanted = [(array, local) for array, local in CONSTANTS.values() if local in read]
+        if not wanted:
+            continue
+        first = fn.body[0]
+        docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+        at = first.end_lineno if docstring else first.lineno - 1  # 0-based index of the new line
+        indent = " " * first.col_offset
+        inserts.append((at, [f"{indent}{local} = {array}.copy()  # constants as run-time values (see {array})"
+                             for array, local in wanted]))
+    for at, new in sorted(inserts, reverse=True):
+        lines[at:at] = new
+    return "\n".join(lines)
 
 
 def _table(float32: bool) -> dict[str, tuple[str, tuple[str, ...]]]:

@@ -14,7 +14,8 @@ class GraphcPrinter(PythonCodePrinter):
 
     ``vector_math=True``: ``exp`` and ``tanh`` print as calls to graphc's own ``_exp`` and
     ``_tanh`` (``mathlib.SYMPY``), which LLVM can vectorize, instead of ``math.exp`` and
-    ``math.tanh``; ``used`` collects the helpers printed, for ``mathlib.source(used)``.
+    ``math.tanh``; ``used`` collects the helpers printed, for ``mathlib.source(used)``. A
+    helper with constants takes its local copy of them too: ``_tanh(x, tanh_c)``.
     """
 
     def __init__(self, vector_math: bool = False) -> None:
@@ -27,7 +28,7 @@ class GraphcPrinter(PythonCodePrinter):
         if helper is None or expr.args[0].is_number:  # a constant: libm, once
             return getattr(super(), f"_print_{type(expr).__name__}")(expr)
         self.used.add(helper)
-        return f"{helper}({self._print(expr.args[0])})"
+        return mathlib.call(helper, self._print(expr.args[0]))
 
     _print_exp = _print_tanh = _print_vector_math
 

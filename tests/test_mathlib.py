@@ -128,7 +128,7 @@ def test_float64_tanh_within_two_ulp_on_a_million_points(loops):
 
 
 @pytest.mark.parametrize("name", ["exp", "tanh"])
-def test_float32_arguments_compute_in_float32_to_its_precision(loops, name):
+def test_float32_arguments_within_one_ulp_of_float32(loops, name):
     rng = np.random.default_rng(3)
     ranges = RANGES[name] + [(-104, -86), (80, 89)] if name == "exp" else RANGES[name]
     xs = np.concatenate([rng.uniform(lo, hi, 50_000) for lo, hi in ranges]).astype(np.float32)
@@ -173,18 +173,19 @@ def test_exp_overflow_and_underflow_edges_exactly(loops):
 
 
 def test_integer_arguments_are_promoted_to_float64(loops):
-    assert loops._exp(2) == pytest.approx(math.exp(2), rel=1e-15)
+    assert loops._exp(2, loops.EXP_C) == pytest.approx(math.exp(2), rel=1e-15)
     assert loops._tanh(-1, loops.TANH_C) == pytest.approx(math.tanh(-1), rel=1e-15)
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="vector width checked for x86-64")
-def test_loop_calling_tanh_is_inlined_and_vectorized(loops):
+@pytest.mark.parametrize("name", ["exp", "tanh"])
+def test_loop_calling_a_helper_is_inlined_and_vectorized(loops, name):
     """No call to the helpers left in the loop, and vector arithmetic in its IR."""
-    fn = numba.njit(**dict(loops.OPTS, cache=False))(loops.loop_tanh.py_func)
+    fn = numba.njit(**dict(loops.OPTS, cache=False))(getattr(loops, f"loop_{name}").py_func)
     fn(np.ones(64), np.empty(64))
     ir = fn.inspect_llvm(fn.signatures[0])
-    assert re.search(r"fdiv[^\n]*<\d+ x double>", ir)
-    assert not re.search(r"call [^\n]*(@tanh|5_tanh|11_exp_reduce)", ir)
+    assert re.search(r"(fdiv|fmul)[^\n]*<\d+ x double>", ir)
+    assert not re.search(r"call [^\n]*(@tanh|@exp|5_tanh|4_exp|11_exp_reduce)", ir)
 
 
 # ---- wiring: printer, source, emitters -------------------------------------------------
@@ -195,7 +196,7 @@ def test_printer_prints_math_by_default_and_helpers_with_vector_math():
     assert "math.tanh(x)" in plain.doprint(e) and "math.exp(-x)" in plain.doprint(e) and not plain.used
     p = printer(vector_math=True)
     text = p.doprint(e)
-    assert "_tanh(x, tanh_c)" in text and "_exp(-x)" in text and "math.tanh" not in text
+    assert "_tanh(x, tanh_c)" in text and "_exp(-x, exp_c)" in text and "math.tanh" not in text
     assert "math.exp(2)" in text and "math.sinh(x)" in text  # constants and the rest: libm
     assert p.used == {"_exp", "_tanh"}
 
@@ -204,8 +205,8 @@ def test_source_orders_helpers_after_what_they_call():
     assert mathlib.source([]) == ""
     text = mathlib.source({"_tanh"})
     assert text.startswith("MATH_OPTS = ") and "def _exp(" not in text and "def _exp_reduce(" not in text
-    assert mathlib.closure({"_exp"}) == ["_exp_reduce", "_pow2", "_exp"]
-    assert mathlib.closure({"_exp", "_tanh"}) == ["_exp_reduce", "_pow2", "_exp", "_tanh"]
+    assert mathlib.closure({"_exp"}) == ["_exp_reduce", "_exp"]
+    assert mathlib.closure({"_exp", "_tanh"}) == ["_exp_reduce", "_exp", "_tanh"]
     with pytest.raises(KeyError):
         mathlib.source({"_sin"})
     assert mathlib.NAMES <= RESERVED and set(mathlib.SYMPY.values()) <= mathlib.NAMES
@@ -223,7 +224,7 @@ def g(x):
 
 def h(x):
     y = _tanh(x, tanh_c)
-    return _tanh(y, tanh_c)
+    return _tanh(y, tanh_c) + _exp(y, exp_c)
 '''
 
 
@@ -231,10 +232,11 @@ def test_bind_copies_the_constants_once_in_each_function_that_passes_them():
     out = mathlib.bind(BIND_IN).splitlines()
     copy = "    tanh_c = TANH_C.copy()  # constants as run-time values (see TANH_C)"
     assert out[3] == copy and out[4] == "    return _tanh(x, tanh_c)"  # after f's docstring
-    assert out[out.index("def h(x):") + 1] == copy  # first in h
+    h = out.index("def h(x):")
+    assert out[h + 1] == "    exp_c = EXP_C.copy()  # constants as run-time values (see EXP_C)" and out[h + 2] == copy
     assert sum(line == copy for line in out) == 2  # g: none
     assert mathlib.bind("def k(x):\n    return x\n") == "def k(x):\n    return x\n"
-    assert mathlib.call("_tanh", "a*x") == "_tanh(a*x, tanh_c)" and mathlib.call("_exp", "x") == "_exp(x)"
+    assert mathlib.call("_tanh", "a*x") == "_tanh(a*x, tanh_c)" and mathlib.call("_exp", "x") == "_exp(x, exp_c)"
 
 
 def tanh_loss():
@@ -250,10 +252,12 @@ def test_cpu_and_parallel_paste_the_helpers_cuda_keeps_math():
         assert src.index("OPTS = dict(") < src.index("MATH_OPTS = ") < src.index("def _exp_reduce(")
         assert src.index("def _tanh(") < src.index("def sums_0(")
         assert "_tanh(" in src.split("def sums_0(")[1] and "math.tanh" not in src
-        assert src.index("TANH_C = np.array([") < src.index("def _tanh(x, c):")
-        for fn in src.split("\ndef ")[1:]:  # each function that calls _tanh copies its constants first
-            if "_tanh(" in fn and not fn.startswith("_tanh("):
-                assert fn.count("tanh_c = TANH_C.copy()") == 1 and fn.index("tanh_c = TANH_C") < fn.index("_tanh(")
+        for helper, (array, local) in mathlib.CONSTANTS.items():
+            assert src.index(f"{array} = np.array([") < src.index(f"def {helper}(x, c):")
+            for fn in src.split("\ndef ")[1:]:  # each function that calls it copies its constants first
+                if f"{helper}(" in fn and not fn.startswith(helper):
+                    copy = f"{local} = {array}.copy()"
+                    assert fn.count(copy) == 1 and fn.index(copy) < fn.index(f"{helper}(")
     cuda = emit(p, "cuda")
     assert "math.tanh(" in cuda and "_tanh" not in cuda and "MATH_OPTS" not in cuda
 

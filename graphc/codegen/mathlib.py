@@ -3,9 +3,10 @@
 Numba compiles ``math.exp`` and ``math.tanh`` to calls into libm. Without Intel's SVML
 (pip's llvmlite has none) LLVM cannot vectorize a loop that makes such calls: every sample
 pays a scalar call (about 20 ns for ``tanh``), and in an MLP that is most of a step. The
-helpers here use only arithmetic, comparisons and selects (``a if c else b``), ``np.floor``,
-integer shifts, int/float conversions and bit views, so once inlined LLVM vectorizes the loop
-that calls them (AVX2: four float64 or eight float32 per instruction).
+helpers here use only arithmetic, comparisons and selects (``a if c else b``), integer
+shifts, float conversions and bit views, so once inlined LLVM vectorizes the loop that calls
+them (AVX2: four float64 values per instruction, eight float32 in a float32 module's
+``_tanh``).
 
 ``source(names)`` gives the text of the named helpers and of the helpers they call (each
 defined before its callers), to paste after the module's ``OPTS`` line: it needs ``numba``,
@@ -20,24 +21,27 @@ with 32 tanh calls compiled for minutes) and give it the caller's ``reassoc``, u
 LLVM rewrites the Cody-Waite reduction (x - k*C1) - k*C2 into x - k*(C1 + C2): up to 200 ulp.
 No nnan/ninf either: NaN and infinity follow ``math``'s semantics.
 
-Constants: ``_tanh`` takes its constants as an argument, ``c``, the module's ``TANH_C``
-copied once at the top of each function that calls it (``bind`` writes that line; the
-printer passes ``tanh_c``). Written as literals, LLVM keeps none of them in a register
-across the vectorized loop (too many) and rematerializes each from the constant pool where
-it is used: under Numba's large code model that is two instructions (an address, then a
-broadcast) per constant per iteration, 81 instructions per four values instead of 43. A run-
-time value that does not fit in a register is spilled once and read as the memory operand of
-an FMA instead, for free. The copy is what makes them run-time values: LLVM folds loads from
-the array itself, a compile-time constant. (``_exp`` keeps literals: it is not in the hot
-loop of any benchmark yet.)
+Constants: each helper takes its constants as an argument, ``c``: the module's ``EXP_C`` or
+``TANH_C``, copied once at the top of each function that calls it (``bind`` writes that
+line; the printer passes the copy, ``exp_c`` or ``tanh_c``). Written as literals, LLVM
+keeps few of them in registers across a vectorized loop and rematerializes the others
+where they are used, in every iteration: under Numba's large code model two instructions
+each (an address, then a broadcast). A run-time value that does not fit in a register is
+spilled once and read as the memory operand of an FMA, for free. The copy is what makes
+them run-time values: Numba freezes a global array into the compiled code, and LLVM folds
+loads from it back into literals. In a loop over 65,536 float64 values: ``_tanh`` 81
+instructions per four values with literals, 43 with run-time constants (and the 2**j
+below); ``_exp`` 185 with literals (and ``2**k`` from selects), 43 now, 3.2x the throughput.
 
-The code is generic in the float type: Numba compiles one copy per argument type and every
-constant is cast to it (``T = type(x)``), so float32 arguments compute in float32 (integers
-are promoted to float64 first).
+Every helper computes in float64: other argument types are converted first and the
+result converted back (float32: at most 1 ulp of float32), except a float32 module's own
+``_tanh`` (below). 2**k comes from the bits of the sum that rounds x/ln2 to an integer
+(y = x/ln2 + 1.5*2**52 + bias holds k + bias in its low bits): AVX2 has no vector
+conversion from float64 to int64.
 
 Accuracy (tests/test_mathlib.py: dense random samples over the whole range; zeros,
 subnormals, the overflow and underflow limits, infinities and NaN), in ulp of the correctly
-rounded result: ``_exp`` at most 1, for float64 and for float32 arguments; ``_tanh`` at
+rounded result: ``_exp`` at most 1, in float64 and for float32 arguments; ``_tanh`` at
 most 2 in float64 (72% of results are the correctly rounded one, 0.2% are 2 ulp away; JAX's
 float64 tanh, measured the same way: up to 4) and at most 1 for float32 arguments (computed
 in float64). Against glibc's ``math.exp`` / ``math.tanh``, themselves not always correctly
@@ -61,81 +65,62 @@ JIT = "@numba.njit(forceinline=True, **MATH_OPTS)"
 
 _EXP_REDUCE = '''
 {jit}
-def _exp_reduce(x, kmin):
-    """x = k*ln2 + r with |r| <= ln2/2 (Cody-Waite: ln2 = C1 + C2 where k*C1 is exact, so
-    x - k*C1 is exact); returns k (at least kmin) and exp(r) from its Taylor series up to
-    r**13 (truncation error < 5e-18, relative). x must be finite or NaN. A k raised to kmin
-    makes r < -ln2/2: only where the result is far below the smallest subnormal."""
-    T = type(x)
-    k = np.floor(x * T(1.4426950408889634) + T(0.5))  # round(x / ln2)
-    k = kmin if k < kmin else k
-    # C1 has 15 significant bits, so k*C1 and x - k*C1 are exact (no reassoc in MATH_OPTS: it
-    # would merge the two products into k*(C1 + C2), which rounds ln2)
-    r = (x - k * T(0.693145751953125)) - k * T(1.4286068203094172321e-6)  # C2 = ln2 - C1
+def _exp_reduce(x, c):
+    """x = k*ln2 + r with k = round(x/ln2) and |r| <= ln2/2 (Cody-Waite: ln2 = C1 + C2 where
+    k*C1 is exact, so x - k*C1 is exact); returns y, the rounding sum whose low bits hold
+    k + 2046 (see _exp), and exp(r) from its Taylor series up to r**13 (truncation error
+    < 5e-18, relative). x in [-746, 709.8] or NaN; c: EXP_C."""
+    y = x * c[2] + c[3]  # rounded: k + 1.5*2**52 + 2046
+    k = y - c[3]
+    # (no reassoc in MATH_OPTS: it would merge the two products into k*(C1 + C2), which rounds ln2)
+    r = (x - k * c[4]) - k * c[5]
     # (exp(r) - 1 - r)/r**2 = sum of c_i r**i, c_i = 1/(i + 2)!, i <= 11, by Estrin's scheme:
     # its dependency chains are shorter than Horner's, so more loop iterations overlap.
     r2 = r * r
     r4 = r2 * r2
-    q0 = (T(1 / 2) + r * T(1 / 6)) + r2 * (T(1 / 24) + r * T(1 / 120))
-    q1 = (T(1 / 720) + r * T(1 / 5040)) + r2 * (T(1 / 40320) + r * T(1 / 362880))
-    q2 = (T(1 / 3628800) + r * T(1 / 39916800)) + r2 * (T(1 / 479001600) + r * T(1 / 6227020800))
+    q0 = (c[6] + r * c[7]) + r2 * (c[8] + r * c[9])
+    q1 = (c[10] + r * c[11]) + r2 * (c[12] + r * c[13])
+    q2 = (c[14] + r * c[15]) + r2 * (c[16] + r * c[17])
     q = q0 + r4 * (q1 + r4 * q2)
-    return k, T(1.0) + r * (T(1.0) + r * q)
+    return y, c[18] + r * (c[18] + r * q)
 '''
-
-_POW2 = '''
-{jit}
-def _pow2(m):
-    """2.0**m, exactly, for an integer-valued m in [-1074, 1023] (float32: [-149, 127]), from
-    comparisons and selects (no bit casts): |m| = 256*c + 16*h + l with c < 5 and h, l < 16,
-    and 2**-|m| is the product of the powers 2**-(256*j), 2**-(16*j), 2**-j (j = 4, 2, 1 or 8,
-    4, 2, 1) that make up each digit. Three short chains: more loop iterations overlap than
-    with one long one. Every partial product is a power of two between 2**-|m| and 1, so
-    every multiplication is exact; for m >= 0 the result is 1/2**-m, exact too."""
-    T = type(m)
-    a = abs(m)
-    c = np.floor(a * T(1 / 256))
-    a = a - T(256.0) * c
-    h = np.floor(a * T(1 / 16))
-    low = a - T(16.0) * h
-    s_c = T(1.0)
-    for j in (4.0, 2.0, 1.0):
-        take = c >= T(j)
-        s_c = s_c * (T(2.0 ** (-256 * j)) if take else T(1.0))
-        c = c - T(j) if take else c
-    s_h = T(1.0)
-    s_low = T(1.0)
-    for j in (8.0, 4.0, 2.0, 1.0):
-        take = h >= T(j)
-        s_h = s_h * (T(2.0 ** (-16 * j)) if take else T(1.0))
-        h = h - T(j) if take else h
-        take = low >= T(j)
-        s_low = s_low * (T(2.0 ** -j) if take else T(1.0))
-        low = low - T(j) if take else low
-    s = s_c * (s_h * s_low)
-    return s if m < T(0.0) else T(1.0) / s
-'''
-
 
 _EXP = '''
+# _exp's constants, which its callers pass as exp_c, a copy made once per function: a run-
+# time value, not a literal LLVM reloads from memory in every iteration (graphc.codegen.mathlib)
+EXP_C = np.array([
+    -746.0,  # 0: exp(x) rounds to 0 below -745.14
+    709.8,  # 1: and overflows above 709.79
+    1.4426950408889634,  # 2: 1/ln2
+    6755399441057790.0,  # 3: 1.5*2**52 + 2046 (rounds to an integer; 2046: twice the exponent bias)
+    0.693145751953125,  # 4: C1, ln2 to 15 significant bits (k*C1 is exact)
+    1.4286068203094172321e-6,  # 5: C2 = ln2 - C1
+    1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040,  # 6-17: 1/(i + 2)!
+    1 / 40320, 1 / 362880, 1 / 3628800, 1 / 39916800, 1 / 479001600, 1 / 6227020800,
+    1.0,  # 18
+])
+
 {jit}
-def _exp(x):
-    """exp(x): Cody-Waite range reduction, Taylor polynomial, exact scaling by a power of two
-    (see _exp_reduce and _pow2). Max error 1 ulp in float64 and float32. exp(inf) = inf,
-    exp(-inf) = 0, exp(nan) = nan; overflow gives inf and underflow 0, subnormals are exact
-    to the last bit."""
-    x = x * np.float32(1.0)  # integers -> float64; float32 stays float32
+def _exp(x, c):
+    """exp(x) = exp(r) * 2**k (see _exp_reduce), c: EXP_C. 2**k is applied as two exact powers
+    of two, 2**(k//2) and 2**(k - k//2), each a normal float for every k here (-1076 to
+    1024): exp(r) * 2**(k//2) is exact, and the second product rounds the result once, normal
+    or subnormal. Their exponent fields come from the bits of the rounding sum y, whose low 12
+    bits are K = k + 2046 (970 to 3070): K//2 = k//2 + 1023 and K - K//2 = (k - k//2) + 1023
+    are the biased exponents. Max error 1 ulp. exp(inf) = inf, exp(-inf) = 0, exp(nan) = nan;
+    overflow gives inf and underflow 0. Computes in float64: other argument types are converted
+    and the result converted back (float32: at most 1 ulp of float32)."""
+    x = x * np.float32(1.0)  # integers -> float64
     T = type(x)
-    double = T(1e-300) != T(0.0)  # float64 (float32 rounds 1e-300 to 0); a constant
-    lo, hi = (T(-746.0), T(710.0)) if double else (T(-104.0), T(89.0))  # exp(lo) -> 0, exp(hi) -> inf
-    x = lo if x < lo else x  # selects: NaN compares False and passes through
-    x = hi if x > hi else x
-    k, p = _exp_reduce(x, T(-1075.0) if double else T(-150.0))
-    # exp(x) = (p * 2**j) * 2**(k - j) with j = 1 for k > 0, else -1: 2**(k - j) is then a
-    # float for every k here (k runs from -1075 to 1024), p * 2**j is exact, and the last
-    # multiplication rounds the result once, subnormal or not.
-    up = k > T(0.0)
-    return (p * (T(2.0) if up else T(0.5))) * _pow2(k - (T(1.0) if up else T(-1.0)))
+    v = np.float64(x)
+    v = c[0] if v < c[0] else v  # selects: NaN compares False and passes through
+    v = c[1] if v > c[1] else v
+    y, p = _exp_reduce(v, c)
+    bits = np.float64(y).view(np.uint64)
+    half = (bits >> np.uint64(1)) << np.uint64(52)  # K//2 in the exponent field: 2**(k//2)
+    low = np.uint64(half).view(np.float64)
+    high = np.uint64((bits << np.uint64(52)) - half).view(np.float64)  # 2**(k - k//2)
+    return T((p * low) * high)
 '''
 
 _TANH = '''
@@ -216,8 +201,7 @@ def _tanh(x, c):
 # name -> (source, helpers it calls)
 HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "_exp_reduce": (_EXP_REDUCE, ()),
-    "_pow2": (_POW2, ()),
-    "_exp": (_EXP, ("_exp_reduce", "_pow2")),
+    "_exp": (_EXP, ("_exp_reduce",)),
     "_tanh": (_TANH, ()),
 }
 
@@ -228,7 +212,7 @@ FLOAT32: dict[str, tuple[str, tuple[str, ...]]] = {"_tanh": (_TANH_FLOAT32, ())}
 SYMPY: dict[type, str] = {sp.exp: "_exp", sp.tanh: "_tanh"}
 
 # helper -> (the module's array of its constants, the local its callers pass: a copy of it)
-CONSTANTS: dict[str, tuple[str, str]] = {"_tanh": ("TANH_C", "tanh_c")}
+CONSTANTS: dict[str, tuple[str, str]] = {"_exp": ("EXP_C", "exp_c"), "_tanh": ("TANH_C", "tanh_c")}
 
 # Every identifier the helpers put in a generated module (graph.RESERVED holds them too)
 NAMES = frozenset(HELPERS) | {"MATH_OPTS"} | {n for pair in CONSTANTS.values() for n in pair}

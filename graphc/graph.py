@@ -91,7 +91,9 @@ def code_names(node: "Node") -> list[str]:
 
     Data ``x`` is the argument ``x`` and the per-sample load ``x_i`` (``xx_i_0`` ... for
     fixed dims, plus the flat view ``xx_flat`` when the sample axis is first; ``s_v`` for a
-    scalar without samples); parameter ``W`` is ``W_0_1`` ... and its gradient ``grad_W_0_1`` ...
+    scalar without samples), and ``x_i1`` (``xx_i1_0`` ...), the next sample's in a loop that
+    takes two samples per iteration (codegen/blocked.py); parameter ``W`` is ``W_0_1`` ... and
+    its gradient ``grad_W_0_1`` ...
     """
     base = spell(node.name)
     fixed = [range(d) for d in node.shape if d is not N]
@@ -99,7 +101,8 @@ def code_names(node: "Node") -> list[str]:
     if node.op == "data":
         mid = "_i" if N in node.shape else "" if fixed else "_v"
         flat = [base + "_flat"] if len(node.shape) > 1 and node.shape[0] is N else []  # cpu: X_flat = X.ravel()
-        return [base] + flat + [base + mid + s for s in suffixes]
+        second = [base + "_i1" + s for s in suffixes] if N in node.shape else []
+        return [base] + flat + [base + mid + s for s in suffixes] + second
     return [base] + [p + base + s for s in suffixes for p in ("", "grad_")]
 
 

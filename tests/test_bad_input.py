@@ -275,6 +275,8 @@ COLLISIONS = {  # two leaves whose generated identifiers would be the same
     "data grad_a, param a": lambda: gc.sum(gc.param("a") * gc.data("grad_a")),     # d(loss)/d(a)
     "param W_0, param W (2,)": lambda: gc.param("W_0") * gc.sum(gc.param("W", shape=2)),
     "data xx_i_0, data xx (N, 2)": lambda: gc.sum(gc.data("xx_i_0") * gc.data("xx", (None, 2))[:, 0]),
+    "data xx_i1_0, data xx (N, 2)": lambda: gc.sum(gc.data("xx_i1_0") * gc.data("xx", (None, 2))[:, 0]),
+    "param x_i1, data x": lambda: gc.sum(gc.param("x_i1") * gc.data("x")),  # two-sample loops
     "param lin_w, param lin.w": lambda: gc.param("lin_w") * gc.param("lin.w"),
 }
 

@@ -293,10 +293,31 @@ def test_export_with_helpers_runs_without_graphc(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tanh32():
-    """A float32 module's _tanh (the rational approximation XLA and Eigen use)."""
-    text = loops_module({"_tanh"}, [("tanh", "_tanh")], float32=True)
-    return loader.load(text, stem="mathlib_test_f32")[0].loop_tanh
+def loops32():
+    """A float32 module's _tanh (the rational approximation XLA and Eigen use) and _exp."""
+    text = loops_module({"_exp", "_tanh"}, [("exp", "_exp"), ("tanh", "_tanh")], float32=True)
+    return loader.load(text, stem="mathlib_test_f32")[0]
+
+
+@pytest.fixture(scope="module")
+def tanh32(loops32):
+    return loops32.loop_tanh
+
+
+def test_float32_module_exp_within_one_ulp_with_exact_edges(loops32):
+    rng = np.random.default_rng(8)
+    xs = np.concatenate([rng.uniform(lo, hi, 100_000) for lo, hi in RANGES["exp"] + [(-104, -86), (80, 89)]]
+                        + [np.linspace(-110, 95, 200_001)]).astype(np.float32)
+    got = run(loops32.loop_exp, xs, np.float32)
+    with np.errstate(over="ignore"):
+        want = REF["exp"](xs.astype(np.float64)).astype(np.float64).astype(np.float32)  # exact enough, then rounded
+    d = ulps(got, want)
+    assert d.max() <= 1, xs[np.argmax(d)]
+    assert (d == 0).mean() > 0.85
+    edges = np.array([88.72283, 88.72284, -103.97208, -103.97209, np.inf, -np.inf, 0.0, -0.0, np.nan], np.float32)
+    e = run(loops32.loop_exp, edges, np.float32)
+    assert e[0] == np.float32(3.4027985e38) and e[1] == np.inf and e[2] == np.float32(1e-45) and e[3] == 0
+    assert e[4] == np.inf and e[5] == 0 and e[6] == 1 and e[7] == 1 and np.isnan(e[8])
 
 
 def test_float32_module_tanh_within_six_ulp_and_never_past_one(tanh32):
@@ -314,9 +335,11 @@ def test_float32_module_tanh_within_six_ulp_and_never_past_one(tanh32):
     assert special[5] == np.float32(1e-30) and special[6] == np.float32(-1e-40) and list(special[7:]) == [1.0, 1.0]
 
 
-def test_float32_models_print_the_rational_tanh_float64_ones_expm1():
+def test_float32_models_print_their_own_tanh_and_exp():
     x, y = gc.data("x"), gc.data("y")
     h = gc.param("h")
     loss = gc.sum((gc.tanh(h * x) - y) ** 2)
     assert "XLA" in gc.compile(loss, dtype="float32").source
     assert "expm1" in gc.compile(loss).source and "XLA" not in gc.compile(loss).source
+    sig = gc.sum((gc.sigmoid(h * x) - y) ** 2)
+    assert "r**7" in gc.compile(sig, dtype="float32").source and "r**13" in gc.compile(sig).source

@@ -64,6 +64,9 @@ import sympy as sp
 # forceinline: compiled once, inlined by LLVM (see above); MATH_OPTS: no reassoc, keeps -0
 OPTIONS = 'MATH_OPTS = dict(OPTS, fastmath={"contract"})  # graphc\'s math helpers: exact as written'
 JIT = "@numba.njit(forceinline=True, **MATH_OPTS)"
+# printed above each constants array ({comment} in a helper's source; see CONSTANTS)
+COMMENT = ("# {helper}'s constants, which its callers pass as {local}, a copy made once per function: a run-\n"
+           "# time value, not a literal LLVM reloads from memory in every iteration (graphc.codegen.mathlib)")
 
 _EXP_REDUCE = '''
 {jit}
@@ -88,8 +91,7 @@ def _exp_reduce(x, c):
 '''
 
 _EXP = '''
-# _exp's constants, which its callers pass as exp_c, a copy made once per function: a run-
-# time value, not a literal LLVM reloads from memory in every iteration (graphc.codegen.mathlib)
+{comment}
 EXP_C = np.array([
     -746.0,  # 0: exp(x) rounds to 0 below -745.14
     709.8,  # 1: and overflows above 709.79
@@ -126,8 +128,7 @@ def _exp(x, c):
 '''
 
 _TANH = '''
-# _tanh's constants, which its callers pass as tanh_c, a copy made once per function: a run-
-# time value, not a literal LLVM reloads from memory in every iteration (graphc.codegen.mathlib)
+{comment}
 TANH_C = np.array([
     20.0,  # 0: |x| cap (tanh rounds to 1 from 19.1 on; keeps 2**j a normal float)
     2.8853900817779268,  # 1: 2/ln2
@@ -171,8 +172,7 @@ def _tanh(x, c):
 '''
 
 _TANH_FLOAT32 = '''
-# _tanh's constants, which its callers pass as tanh_c, a copy made once per function: a run-
-# time value, not a literal LLVM reloads from memory in every iteration (graphc.codegen.mathlib)
+{comment}
 TANH_C = np.array([
     9.0,  # 0: |x| cap
     -2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,  # 1-7: p
@@ -201,8 +201,7 @@ def _tanh(x, c):
 '''
 
 _EXP_FLOAT32 = '''
-# _exp's constants, which its callers pass as exp_c, a copy made once per function: a run-
-# time value, not a literal LLVM reloads from memory in every iteration (graphc.codegen.mathlib)
+{comment}
 EXP_C = np.array([
     -104.0,  # 0: exp(x) rounds to 0 below -103.97 (float32)
     88.8,  # 1: and overflows above 88.72
@@ -320,4 +319,9 @@ def source(names: Iterable[str], float32: bool = False) -> str:
     order = closure(names, float32)
     if not order:
         return ""
-    return "\n\n".join([OPTIONS, *(table[name][0].format(jit=JIT).strip() for name in order)])
+    return "\n\n".join([OPTIONS, *(_text(table[name][0], name) for name in order)])
+
+
+def _text(template: str, name: str) -> str:
+    comment = COMMENT.format(helper=name, local=CONSTANTS[name][1]) if name in CONSTANTS else ""
+    return template.format(jit=JIT, comment=comment).strip()

@@ -1,5 +1,6 @@
 """graphc's own exp and tanh (codegen/mathlib.py): accuracy, special values, vectorization, wiring."""
 
+import json
 import math
 import os
 import platform
@@ -16,38 +17,16 @@ import sympy as sp
 import graphc as gc
 from graphc import loader
 from graphc.codegen import emit, mathlib
-from graphc.codegen.cpu import CpuEmitter
 from graphc.codegen.printer import printer
 from graphc.compile import Timings, make_plan
 from graphc.graph import RESERVED
-
-LOOPS = '''
-@numba.njit(**OPTS)
-def loop_{name}(x, out):
-    for i in range(x.shape[0]):
-        out[i] = {call}
-'''
-
-
-def loops_module(helpers: set, calls: list, float32: bool = False) -> str:
-    """A module laid out as a generated one: imports, OPTS, the helpers' text, then a loop
-    per (name, function) in ``calls`` (a helper: printed as the printer does, its constants
-    bound as the emitters bind them)."""
-    text = "\n".join([
-        "import math", "", "import numba", "import numpy as np", "",
-        CpuEmitter.options(None), "", mathlib.source(helpers, float32=float32), "",
-        *(LOOPS.format(name=name, call=mathlib.call(fn, "x[i]") if fn in mathlib.HELPERS else f"{fn}(x[i])")
-          for name, fn in calls),
-    ])
-    return mathlib.bind(text)
 
 
 @pytest.fixture(scope="module")
 def loops():
     """loop_exp / loop_tanh (the helpers) and loop_math_exp / loop_math_tanh, in a module laid
     out as a generated one: imports, OPTS, then the helpers' text."""
-    text = loops_module({"_exp", "_tanh"}, [("exp", "_exp"), ("tanh", "_tanh"), ("math_exp", "math.exp"),
-                                             ("math_tanh", "math.tanh")])
+    text = mathlib.loops([("exp", "_exp"), ("tanh", "_tanh"), ("math_exp", "math.exp"), ("math_tanh", "math.tanh")])
     return loader.load(text, stem="mathlib_test")[0]
 
 
@@ -295,7 +274,7 @@ def test_export_with_helpers_runs_without_graphc(tmp_path):
 @pytest.fixture(scope="module")
 def loops32():
     """A float32 module's _tanh (the rational approximation XLA and Eigen use) and _exp."""
-    text = loops_module({"_exp", "_tanh"}, [("exp", "_exp"), ("tanh", "_tanh")], float32=True)
+    text = mathlib.loops([("exp", "_exp"), ("tanh", "_tanh")], float32=True)
     return loader.load(text, stem="mathlib_test_f32")[0]
 
 
@@ -343,3 +322,16 @@ def test_float32_models_print_their_own_tanh_and_exp():
     assert "expm1" in gc.compile(loss).source and "XLA" not in gc.compile(loss).source
     sig = gc.sum((gc.sigmoid(h * x) - y) ** 2)
     assert "r**7" in gc.compile(sig, dtype="float32").source and "r**13" in gc.compile(sig).source
+
+
+def test_bench_mathlib_checks_and_times_every_loop(tmp_path):
+    """benchmarks/bench_mathlib.py on a few values: every loop agrees with numpy (it exits with
+    an error otherwise) and is reported, in the table and in the JSON."""
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "bench_mathlib.py")
+    out = subprocess.run([sys.executable, script, "--n", "2000", "--repeats", "2", "--json", str(tmp_path / "m.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| float")]
+    assert len(rows) == 14 and sum("(float32 module)" in r for r in rows) == 2
+    seconds = json.loads((tmp_path / "m.json").read_text())["seconds"]
+    assert len(seconds) == 14 and all(len(ts) == 2 and min(ts) > 0 for ts in seconds.values())

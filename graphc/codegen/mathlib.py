@@ -49,9 +49,9 @@ in float64). Against glibc's ``math.exp`` / ``math.tanh``, themselves not always
 rounded: at most 1 and 3 ulp. ``_tanh`` trades Cephes' 1 ulp (two paths, both computed, 77
 instructions per 4 values) for one expm1 path at twice the throughput: in an MLP tanh is
 most of a step. A float32 module (``source(..., float32=True)``) takes the rational
-``_tanh`` that XLA and Eigen use (max 5.5 ulp, about 3x the throughput), as JAX does for
-float32 tanh, and an ``_exp`` with the float64 method in float32 (1 ulp of float32, 3.4x
-the throughput of the float64 ``_exp`` on float32 data).
+``_tanh`` that XLA and Eigen use (max 5.5 ulp), as JAX does for float32 tanh, and an
+``_exp`` with the float64 method in float32 (1 ulp of float32): on float32 data 2.2-2.5x
+and 2.3-2.7x the throughput of the float64 ones (benchmarks/bench_mathlib.py, two runs).
 """
 
 from __future__ import annotations
@@ -286,6 +286,33 @@ def bind(module: str) -> str:
     for at, new in sorted(inserts, reverse=True):
         lines[at:at] = new
     return "\n".join(lines)
+
+
+LOOP = '''
+@numba.njit(**OPTS)
+def loop_{name}(x, out):
+    for i in range(x.shape[0]):
+        out[i] = {call}
+'''
+
+
+def loops(calls: Iterable[tuple[str, str]], float32: bool = False) -> str:
+    """A module of one-loop functions, ``loop_<name>(x, out)`` computing ``out[i] =
+    fn(x[i])`` for each (name, fn) in ``calls``, laid out as a generated one: imports,
+    ``OPTS``, the helpers' text, then the loops (a helper called as the printer calls it,
+    its constants bound as the emitters bind them; any other fn, e.g. ``math.exp``, as
+    written). For tests/test_mathlib.py and benchmarks/bench_mathlib.py: load it with
+    ``graphc.loader.load``."""
+    from graphc.codegen.cpu import CpuEmitter  # cpu imports this module
+
+    calls = list(calls)
+    helpers = {fn for _, fn in calls if fn in HELPERS}
+    text = "\n".join([
+        "import math", "", "import numba", "import numpy as np", "",
+        CpuEmitter.options(None), "", source(helpers, float32=float32), "",
+        *(LOOP.format(name=name, call=call(fn, "x[i]") if fn in HELPERS else f"{fn}(x[i])") for name, fn in calls),
+    ])
+    return bind(text)
 
 
 def _table(float32: bool) -> dict[str, tuple[str, tuple[str, ...]]]:

@@ -141,9 +141,37 @@ class Workspace:
 def configured(compiled: Any, name: str, grid: int, threads: int) -> Any:
     """``kernel[grid, threads]`` of the generated module. Small grids are deliberate here (one
     block for small data), so Numba's low-occupancy warning for them is not shown."""
+    if simulated() and compiled.module.__dict__.get("math") is math:
+        compiled.module.math = IEEE_MATH  # the simulator runs the kernels as Python
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*Grid size \d+ will likely result in GPU under-utilization")
         return getattr(compiled.module, name)[grid, threads]
+
+
+class _IeeeMath:
+    """``math`` for kernels run by the simulator: where Python's ``math`` raises (log(-1),
+    exp(1000), sqrt(-1)), a GPU returns NaN or inf, as numpy's functions do."""
+
+    NUMPY = {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "atan2": "arctan2", "asinh": "arcsinh",
+             "acosh": "arccosh", "atanh": "arctanh", "pow": "power"}
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(math, name)
+        if not callable(fn):
+            return fn
+
+        def ieee(*args: Any) -> Any:
+            try:
+                return fn(*args)
+            except (ValueError, OverflowError, ZeroDivisionError):
+                with np.errstate(all="ignore"):
+                    return getattr(np, self.NUMPY.get(name, name))(*args)
+
+        setattr(self, name, ieee)
+        return ieee
+
+
+IEEE_MATH = _IeeeMath()
 
 
 def _launch(compiled: Any, name: str, grid: int, threads: int, *args: Any) -> None:

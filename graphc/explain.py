@@ -16,6 +16,7 @@ from typing import Any
 import sympy as sp
 from sympy.core.parameters import distribute
 
+from . import fold
 from .errors import GraphcError
 from .graph import Graph, spell
 from .ops import fixed_indices
@@ -66,7 +67,7 @@ def _uncse(plan: Plan) -> list[sp.Expr]:
     outputs = list(plan.outputs)
     for sym, expr in reversed(plan.finish):
         outputs = [o.xreplace({sym: expr}) for o in outputs]
-    return outputs
+    return [fold.plain(o) for o in outputs]
 
 
 def _sums(plan: Plan) -> dict[sp.Symbol, sp.Expr]:
@@ -74,23 +75,23 @@ def _sums(plan: Plan) -> dict[sp.Symbol, sp.Expr]:
     names = user_symbols(plan, exact=True)
     sums: dict[sp.Symbol, sp.Expr] = {}
     for acc in plan.accumulators:  # in loop order: a later summand may use an earlier sum
-        term = acc.summand.xreplace(sums).xreplace(names)
+        term = fold.plain(acc.summand).xreplace(sums).xreplace(names)
         sums[acc.symbol] = sp.Sum(term, (SAMPLE, 0, N_SYMBOL - 1))
     return sums
 
 
 def _per_sample(plan: Plan, expr: sp.Expr) -> sp.Expr | None:
     """If ``expr`` is sum_k c_k * S_k over one-pass sums S_k, the summand sum_k c_k * s_k."""
-    accs = {a.symbol: a for a in plan.accumulators}
+    accs = {a.symbol: fold.plain(a.summand) for a in plan.accumulators}
     used = [s for s in expr.free_symbols if s in accs]
-    if not used or any(set(accs[s].summand.free_symbols) & set(accs) for s in used):
+    if not used or any(set(accs[s].free_symbols) & set(accs) for s in used):
         return None
     coeffs = {s: sp.diff(expr, s) for s in used}
     if any(set(c.free_symbols) & set(accs) for c in coeffs.values()):
         return None
     if expr.xreplace({s: 0 for s in used}) != 0:
         return None
-    return sp.Add(*[c * accs[s].summand for s, c in coeffs.items()])
+    return sp.Add(*[c * accs[s] for s, c in coeffs.items()])
 
 
 def expressions(plan: Plan, per_sample: bool = True) -> dict[str, Any]:
@@ -170,7 +171,7 @@ def latex(plan: Plan) -> str:
     names = _tex_symbols(plan)
     sums: dict[sp.Symbol, sp.Expr] = {}
     for acc in plan.accumulators:
-        sums[acc.symbol] = sp.Sum(acc.summand.xreplace(sums), (SAMPLE, 0, N_SYMBOL - 1))
+        sums[acc.symbol] = sp.Sum(fold.plain(acc.summand).xreplace(sums), (SAMPLE, 0, N_SYMBOL - 1))
 
     def tex(expr: sp.Expr) -> str:
         with distribute(False):
@@ -212,6 +213,11 @@ def count_ops(expr: sp.Expr, counts: Counter | None = None) -> Counter:
         elif e.is_Mul:
             factors = [a for a in e.args if a != -1]
             counts["mul"] += max(len(factors) - 1, 0)
+        elif isinstance(e, fold.Quotient):
+            counts["div"] += 1
+        elif isinstance(e, fold.Opaque):
+            stack.append(e.args[0])
+            continue
         elif e.is_Pow:
             base, exp = e.as_base_exp()
             if exp.is_Integer and 2 <= abs(int(exp)) <= 4:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import sympy as sp
 
+from . import fold
 from .errors import DTypeError, GraphcError, ShapeError, UnsupportedError
 from .graph import N, Node, check_name, format_shape, sample_axis
 
@@ -59,8 +60,8 @@ class Elementwise:
         if self.derivative is not None:
             return self._given[k]
         cache = self.__dict__.setdefault("_partial", {})
-        if k not in cache:
-            cache[k] = sp.diff(self.expr, self.args[k])
+        if k not in cache:  # powsimp: diff(a**(b - 1), a) is (b - 1)*a**(b - 1)/a, 0/0 at a = 0
+            cache[k] = sp.powsimp(sp.diff(self.expr, self.args[k]), deep=True, combine="exp")
         return cache[k]
 
     @cached_property
@@ -73,6 +74,10 @@ class Elementwise:
                 f"{self.nargs} argument(s); return one per argument"
             )
         return tuple(_sympify_user(self, g, "derivative") for g in given)
+
+    def compose(self, args: Sequence[sp.Expr]) -> sp.Expr:
+        """The op applied to SymPy expressions, as written: no IEEE-unsafe folding (fold.py)."""
+        return fold.compose(self.expr, self.args, args, self.__dict__.setdefault("_numeric", {}))
 
     def __call__(self, *args: Any) -> Any:
         return apply(self, *args)
@@ -91,13 +96,38 @@ def _sympify_user(op: Elementwise, value: Any, what: str) -> sp.Expr:
         ) from exc
 
 
+# Derivatives follow torch's conventions (docs/guarantees.md): relu'(0) = 0; a NaN input
+# passes the gradient on (the Piecewise's last branch); maximum/minimum split ties 0.5/0.5.
 def _relu_derivative(z: sp.Expr) -> sp.Expr:
-    return sp.Piecewise((1, z > 0), (0, True))  # torch: relu'(0) = 0
+    return sp.Piecewise((0, z <= 0), (1, True))
+
+
+def _abs_derivative(z: sp.Expr) -> sp.Expr:
+    return sp.Piecewise((1, z > 0), (-1, z < 0), (0, True))  # torch: sign(z), 0 at 0 and NaN
+
+
+def _max_derivative(a: sp.Expr, b: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    half = sp.Rational(1, 2)
+    return (sp.Piecewise((1, a > b), (half, sp.Eq(a, b)), (0, a < b), (1, True)),
+            sp.Piecewise((1, b > a), (half, sp.Eq(a, b)), (0, b < a), (1, True)))
+
+
+def _min_derivative(a: sp.Expr, b: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    half = sp.Rational(1, 2)
+    return (sp.Piecewise((1, a < b), (half, sp.Eq(a, b)), (0, a > b), (1, True)),
+            sp.Piecewise((1, b < a), (half, sp.Eq(a, b)), (0, b > a), (1, True)))
 
 
 def _pow_derivative(a: sp.Expr, b: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
-    # b*a**(b - 1), not sympy.diff's b*a**b/a: that is 0/0 = nan where the base is 0
-    return b * a ** (b - 1), a**b * sp.log(a)
+    # b*a**(b - 1), not sympy.diff's b*a**b/a (0/0 where the base is 0); masked like torch:
+    # d/da = 0 where b == 0, d/db = 0 where a == 0 and b >= 0 (log(0) would make it nan)
+    return (sp.Piecewise((0, sp.Eq(b, 0)), (b * a ** (b - 1), True)),
+            sp.Piecewise((0, sp.And(sp.Eq(a, 0), b >= 0)), (a**b * sp.log(a), True)))
+
+
+def _div_derivative(a: sp.Expr, b: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    # -(a/b)/b: not -a/b**2, where b**2 under- or overflows and a/b does not
+    return fold.Quotient(1, b), -fold.Quotient(fold.Quotient(a, b), b)
 
 
 def _sigmoid(z: sp.Expr) -> sp.Expr:
@@ -110,7 +140,10 @@ def _sigmoid_derivative(z: sp.Expr) -> sp.Expr:
 
 
 def _gelu(z: sp.Expr) -> sp.Expr:
-    return z * (1 + sp.erf(z / sp.sqrt(2))) / 2  # torch's default (erf) form, not the tanh one
+    # torch's default (erf) form, not the tanh one; erfc(-z/sqrt 2) is 1 + erf(z/sqrt 2)
+    # without the cancellation that loses the left tail (gelu'(-30) ~ -1e-194, not 0).
+    # Opaque: SymPy would rewrite erfc(-w) as 2 - erfc(w), the cancellation again
+    return z * sp.erfc(fold.Opaque(-z / sp.sqrt(2), 0)) / 2
 
 
 def _softplus(z: sp.Expr) -> sp.Expr:
@@ -126,7 +159,7 @@ ELEMENTWISE: dict[str, Elementwise] = {
         Elementwise("add", lambda a, b: a + b, nargs=2, infix="+"),
         Elementwise("sub", lambda a, b: a - b, nargs=2, infix="-"),
         Elementwise("mul", lambda a, b: a * b, nargs=2, infix="*"),
-        Elementwise("div", lambda a, b: a / b, nargs=2, domain=(0.5, 2.0), infix="/"),
+        Elementwise("div", fold.Quotient, _div_derivative, nargs=2, domain=(0.5, 2.0), infix="/"),
         Elementwise("pow", lambda a, b: a**b, derivative=_pow_derivative, nargs=2, domain=(0.5, 2.0), infix="**"),
         Elementwise("neg", lambda a: -a, infix="-"),
         Elementwise("sin", sp.sin),
@@ -140,9 +173,9 @@ ELEMENTWISE: dict[str, Elementwise] = {
         Elementwise("relu", lambda z: sp.Max(z, 0), derivative=_relu_derivative, kinks=(0.0,)),
         Elementwise("gelu", _gelu),
         Elementwise("softplus", _softplus, derivative=_sigmoid),
-        Elementwise("abs", sp.Abs, kinks=(0.0,)),
-        Elementwise("maximum", sp.Max, nargs=2, kinks=(0.0,)),
-        Elementwise("minimum", sp.Min, nargs=2, kinks=(0.0,)),
+        Elementwise("abs", sp.Abs, _abs_derivative, kinks=(0.0,)),
+        Elementwise("maximum", sp.Max, _max_derivative, nargs=2, kinks=(0.0,)),
+        Elementwise("minimum", sp.Min, _min_derivative, nargs=2, kinks=(0.0,)),
         Elementwise(
             "where", lambda c, a, b: sp.Piecewise((a, c), (b, True)), nargs=3, nondiff=(0,)
         ),
@@ -413,8 +446,8 @@ def key_shape(e: Node, key: tuple) -> tuple:
             shape.append(1)
             continue
         dim = e.shape[axis]
-        if k[0] == "slice":
-            shape.append(N if dim is N else len(range(dim)[k[1] : k[2] : k[3]]))
+        if k[0] == "slice":  # (start, stop, step) from slice.indices: a stop of -1 is before 0
+            shape.append(N if dim is N else len(range(k[1], k[2], k[3])))
         axis += 1
     return tuple(shape)
 
@@ -562,7 +595,8 @@ def _key_text(key: tuple) -> str:
             parts.append(str(k[1]))
         else:
             start, stop, step = k[1:]
-            parts.append(":" if (start, stop, step) in ((0, None, 1),) else f"{start}:{'' if stop is None else stop}:{step}")
+            bound = "" if stop is None or stop < 0 else stop  # a stop of -1 (step < 0) runs to the start
+            parts.append(":" if (start, stop, step) == (0, None, 1) else f"{start}:{bound}:{step}")
     return ", ".join(parts)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.parameters import distribute
 
+from . import fold
 from .errors import UnsupportedError
 from .graph import N, Node, format_shape, spell, toposort
 from .ops import Elementwise, expression_string, fixed_indices
@@ -191,14 +192,7 @@ class Lowering:
     def _elementwise(self, node: Node, ins: list[Elems]) -> Elems:
         op: Elementwise = node.attr("fn")
         maps = [_broadcast_map(node.shape, i.shape) for i in node.inputs]
-        out = {}
-        # sin(-2 - w) evaluates to -sin(-(-2 - w)), which never settles unless Mul distributes
-        mode = distribute(bool(op.expr.atoms(sp.Function)))
-        with mode:
-            for idx in fixed_indices(node.shape):
-                args = [e[m(idx)] for e, m in zip(ins, maps)]
-                out[idx] = op.expr.xreplace(dict(zip(op.args, args)))
-        return out
+        return {idx: op.compose([e[m(idx)] for e, m in zip(ins, maps)]) for idx in fixed_indices(node.shape)}
 
     def _broadcast_to(self, node: Node, ins: list[Elems]) -> Elems:
         m = _broadcast_map(node.shape, node.inputs[0].shape)
@@ -222,7 +216,7 @@ class Lowering:
         over_samples = any(x.shape[a] is N for a in axes)
         out = {}
         for key, terms in groups.items():
-            total = sp.Add(*terms)
+            total = fold.add(terms)
             out[key] = self.accumulate(total, node) if over_samples else total
         return out
 
@@ -231,7 +225,7 @@ class Lowering:
         count = sp.Integer(1)
         for a in node.attr("axes"):
             count *= N_SYMBOL if x.shape[a] is N else x.shape[a]
-        return {k: v / count for k, v in self._sum(node, ins).items()}
+        return {k: fold.Quotient(v, count) for k, v in self._sum(node, ins).items()}
 
     def accumulate(self, summand: sp.Expr, node: Node) -> sp.Expr:
         """Sum ``summand`` over the samples: a new accumulator, or n * summand if invariant."""
@@ -255,14 +249,14 @@ class Lowering:
         groups: dict[tuple, list[sp.Expr]] = {}
         for values in np.ndindex(*[sizes[c] for c in fixed]):
             at = dict(zip(fixed, values))
-            term = sp.Mul(*[e[tuple(at[c] for c in s if c in at)] for s, e in zip(subs, ins)])
+            term = fold.mul([e[tuple(at[c] for c in s if c in at)] for s, e in zip(subs, ins)])
             groups.setdefault(tuple(at[c] for c in out if c in at), []).append(term)
         if sum(len(t) for t in groups.values()) > MAX_TERMS:
             raise UnsupportedError(f"einsum {node.label()} is too large for the fused schedule; use schedule='blocked'")
         if over_samples:
-            return {k: self.accumulate(sp.Add(*t), node) for k, t in groups.items()}
+            return {k: self.accumulate(fold.add(t), node) for k, t in groups.items()}
         wide = len(groups) >= TEMP_MIN_OUTPUTS
-        return {k: self.temporary(sp.Add(*t)) if wide else sp.Add(*t) for k, t in groups.items()}
+        return {k: self.temporary(fold.add(t)) if wide else fold.add(t) for k, t in groups.items()}
 
     # ---- index shuffles ----
     def _reshape(self, node: Node, ins: list[Elems]) -> Elems:
@@ -283,10 +277,10 @@ class Lowering:
     def _unindex(self, node: Node, ins: list[Elems]) -> Elems:
         g = node.inputs[0]
         source = _index_map(node.shape, node.attr("key"))
-        out = {idx: sp.Integer(0) for idx in fixed_indices(node.shape)}
+        terms: dict[tuple, list[sp.Expr]] = {idx: [] for idx in fixed_indices(node.shape)}
         for idx in fixed_indices(g.shape):
-            out[source(idx)] += ins[0][idx]
-        return out
+            terms[source(idx)].append(ins[0][idx])
+        return {idx: fold.add(t) for idx, t in terms.items()}
 
     def _stack(self, node: Node, ins: list[Elems]) -> Elems:
         axis = node.attr("axis")
@@ -308,9 +302,7 @@ class Lowering:
         return dict(ins[0])
 
 
-def _number(v: Any) -> sp.Expr:
-    v = float(v)
-    return sp.Integer(int(v)) if v.is_integer() and abs(v) < 2**53 else sp.Float(v)
+_number = fold.number
 
 
 def _broadcast_map(out_shape: tuple, in_shape: tuple) -> Callable[[tuple], tuple]:

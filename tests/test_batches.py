@@ -41,7 +41,7 @@ def same(a, b, rtol=0.0):
 
 
 def test_batch_size_n_equals_full_batch(problem):
-    # train and train_batches are compiled apart: arcp may divide by n in one and multiply by 1/n in the other
+    # train and train_batches are compiled apart: LLVM may order the sums differently in each
     assert same(run(problem), run(problem, batch_size=N), rtol=1e-15)
     assert same(run(problem), run(problem, batch_size=10 * N), rtol=1e-15)
 

@@ -21,8 +21,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 import sympy as sp
-from sympy.core.parameters import distribute
 
+from .. import fold
 from ..blocked import INLINE, SMALL, BlockPlan, fixed_shape, is_product, per_sample
 from ..errors import UnsupportedError
 from ..graph import N, Node, spell
@@ -87,9 +87,7 @@ class Writer:
             return N_SYMBOL
         if op == "elementwise":
             fn = node.attr("fn")
-            args = [self.elem(x, _broadcast_map(node.shape, x.shape)(tuple(idx))) for x in node.inputs]
-            with distribute(bool(fn.expr.atoms(sp.Function))):
-                return fn.expr.xreplace(dict(zip(fn.args, args)))
+            return fn.compose([self.elem(x, _broadcast_map(node.shape, x.shape)(tuple(idx))) for x in node.inputs])
         if op == "broadcast_to":
             x = node.inputs[0]
             return self.elem(x, _broadcast_map(node.shape, x.shape)(tuple(idx)))
@@ -109,9 +107,9 @@ class Writer:
             terms = []
             for values in itertools.product(*(range(d) for d in dropped.values())):
                 at = {**dict(zip(out, idx)), **dict(zip(dropped, values))}
-                terms.append(sp.Mul(*[self.weight_elem(x, [at[c] for c, d in zip(sub, x.shape) if d is not N])
-                                      for sub, x in zip(ins, node.inputs)]))
-            return sp.Add(*terms)
+                terms.append(fold.mul([self.weight_elem(x, [at[c] for c, d in zip(sub, x.shape) if d is not N])
+                                       for sub, x in zip(ins, node.inputs)]))
+            return fold.add(terms)
         raise UnsupportedError(f"blocked schedule: cannot inline {op} {node.label()}")  # pragma: no cover
 
     def weight_elem(self, x: Node, idx: Sequence) -> sp.Expr:
@@ -346,8 +344,8 @@ class Writer:
         body, dest = [], ""
         for values in itertools.product(*(range(letters[c]) for c in unrolled)):
             names = {**{c: f"j{k}" for k, c in enumerate(looped)}, **{c: str(v) for c, v in zip(unrolled, values)}}
-            term = sp.Mul(*[self.elem(x, [names[c] for c, d in zip(s, x.shape) if d is not N])
-                            for s, x in zip(ins, node.inputs)]).xreplace(self.known)
+            term = fold.mul([self.elem(x, [names[c] for c, d in zip(s, x.shape) if d is not N])
+                             for s, x in zip(ins, node.inputs)]).xreplace(self.known)
             out_idx = [names[c] for c in out if letters[c] is not N]
             if acc is not None:
                 target = self.partial(acc)

@@ -17,8 +17,10 @@ from ..schedule import Loop, Plan
 from . import mathlib
 from .printer import printer
 
-# reassoc lets LLVM vectorize the sums; unlike fastmath=True it keeps NaN/Inf semantics
-FASTMATH = '{"reassoc", "contract", "nsz", "arcp"}'
+# reassoc lets LLVM vectorize the sums, contract fuses a*b + c into one FMA; nothing else:
+# no nnan/ninf (NaN and inf as IEEE), no nsz (signed zeros), no arcp (a/b is never a*(1/b),
+# NaN where 1/b overflows). docs/guarantees.md lists what each flag may change.
+FASTMATH = '{"reassoc", "contract"}'
 
 
 class CpuEmitter:
@@ -37,7 +39,7 @@ class CpuEmitter:
 
     def __init__(self, plan: Plan, dtype: str, optimizer: object | None = None) -> None:
         self.plan, self.dtype, self.optimizer = plan, dtype, optimizer
-        self.printer = printer(vector_math=self.vector_math)
+        self.printer = printer(vector_math=self.vector_math, float32=dtype == "float32")  # float32 numbers
         self.args = ", ".join(spell(d.name) for d in plan.data)
         self.sizes = plan.pass_sizes  # sums written by each pass over the samples
         self.offsets = [sum(self.sizes[:k]) for k in range(len(self.sizes))]

@@ -6,16 +6,18 @@ import sympy as sp
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
 
+from .. import fold
 from . import mathlib
 
 
 class GraphcPrinter(PythonCodePrinter):
     """``PythonCodePrinter`` with exact floats and small powers written as products.
 
-    ``vector_math=True``: ``exp`` and ``tanh`` print as calls to graphc's own ``_exp`` and
-    ``_tanh`` (``mathlib.SYMPY``), which LLVM can vectorize, instead of ``math.exp`` and
-    ``math.tanh``; ``used`` collects the helpers printed, for ``mathlib.source(used)``. A
-    helper with constants takes its local copy of them too: ``_tanh(x, tanh_c)``.
+    ``vector_math=True``: ``exp``, ``tanh``, ``log`` and ``log1p`` print as calls to graphc's
+    own ``_exp``, ``_tanh``, ``_log`` and ``_log1p`` (``mathlib.SYMPY``), which LLVM can
+    vectorize, instead of ``math.exp`` ...; ``used`` collects the helpers printed, for
+    ``mathlib.source(used)``. A helper with constants takes its local copy of them too:
+    ``_tanh(x, tanh_c)``.
     """
 
     def __init__(self, vector_math: bool = False) -> None:
@@ -35,6 +37,30 @@ class GraphcPrinter(PythonCodePrinter):
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))
 
+    def _print_Opaque(self, expr: fold.Opaque) -> str:
+        return fold.wrapped(self, expr.args[0])
+
+    def _print_Quotient(self, expr: fold.Quotient) -> str:
+        a, b = expr.args
+        return f"{self.parenthesize(a, precedence(expr))}/{self.parenthesize(b, precedence(expr), strict=True)}"
+
+    def _print_Literal(self, expr: fold.Literal) -> str:
+        v = expr.value
+        return "-0.0" if v == 0 else "math.nan" if v != v else "math.inf" if v > 0 else "-math.inf"
+
+    def _print_Max(self, expr: sp.Max) -> str:
+        return self._select_extreme(expr.args, ">", "<=")
+
+    def _print_Min(self, expr: sp.Min) -> str:
+        return self._select_extreme(expr.args, "<", ">=")
+
+    def _select_extreme(self, args: tuple, wins: str, loses: str) -> str:
+        """np.maximum / np.minimum as selects: NaN if either argument is NaN (Python's max
+        drops it, depending on the order), and LLVM vectorizes selects."""
+        a, rest = self._print(args[0]), args[1:]
+        b = self._select_extreme(rest, wins, loses) if len(rest) > 1 else self._print(rest[0])
+        return f"({a} if {a} {wins} {b} else ({b} if {a} {loses} {b} else {a} + {b}))"
+
     def _print_Rational(self, expr: sp.Rational) -> str:
         return f"({expr.p}/{expr.q})"
 
@@ -52,7 +78,7 @@ class GraphcPrinter(PythonCodePrinter):
 
     def parenthesize(self, item: sp.Basic, level: int, strict: bool = False) -> str:
         # x**2 prints as x*x: inside any larger expression it needs parentheses a Pow doesn't
-        if _is_product_power(item):
+        if _is_product_power(item) or isinstance(item, fold.Quotient):
             return f"({self._print(item)})"
         return super().parenthesize(item, level, strict)
 
@@ -90,6 +116,19 @@ class Float32Printer(GraphcPrinter):
 
     def _print_Half(self, expr: sp.Rational) -> str:
         return "np.float32(0.5)"
+
+    def _print_Literal(self, expr: fold.Literal) -> str:
+        return f"np.float32({super()._print_Literal(expr)})"
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.is_number:  # sqrt(2), 1/sqrt(pi): math.sqrt would be a float64 value
+            return self._print_Float(sp.Float(expr.evalf(17)))
+        return super()._print_Pow(expr, rational=rational)
+
+    def _print_NumberSymbol(self, expr: sp.NumberSymbol) -> str:
+        return self._print_Float(sp.Float(expr.evalf(17)))
+
+    _print_Pi = _print_Exp1 = _print_EulerGamma = _print_NumberSymbol
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:
         return "np.float32(n)" if expr.name == "n" else super()._print_Symbol(expr)  # the sample count

@@ -54,7 +54,8 @@ RESERVED = frozenset(
     """math np numba cuda prange i j n lo hi idx step blk count theta grad acc out part hyper state
     history steps log_every nblocks stopped BLOCK OPTS loss evaluate finish update train i0 rows ROWS
     train_batches batch shuffle seed nb order epoch take total
-    MATH_OPTS _exp _tanh _exp_reduce EXP_C exp_c TANH_C tanh_c""".split()  # the last eight: codegen/mathlib.NAMES
+    MATH_OPTS _exp _tanh _exp_reduce EXP_C exp_c TANH_C tanh_c
+    _log _log1p _log_core LOG_C log_c LOG1P_C log1p_c""".split()  # the last fifteen: codegen/mathlib.NAMES
 ) | frozenset(dir(builtins))
 # CSE temporaries, accumulators, loop functions, blocked arrays, loop indices, constants
 _DERIVED = re.compile(r"(t|s|sums_|v|j|const|batch_)\d+|v\d+_i1?(_\d+)*")  # v8_i_0: a hoisted v8[i, 0] (v8_i1_0: v8[i + 1, 0])

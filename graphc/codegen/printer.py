@@ -32,7 +32,7 @@ class GraphcPrinter(PythonCodePrinter):
         self.used.add(helper)
         return mathlib.call(helper, self._print(expr.args[0]))
 
-    _print_exp = _print_tanh = _print_vector_math
+    _print_exp = _print_tanh = _print_log = _print_log1p = _print_vector_math
 
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Sequence
 
+from . import targets
 from .errors import UnsupportedError
 from .graph import N, Node, spell, toposort
 from .schedule import Layout, param_layout
@@ -124,7 +125,7 @@ def choose(loss: Node, grads: dict[Node, Node | None], target: str) -> str:
     """``schedule="auto"``: blocked when a per-sample contraction has a weight of WIDE or
     more elements (a layer that wide costs the fused schedule one unrolled term per weight),
     fused otherwise (and always on cuda, which has no blocked printer)."""
-    if target == "cuda":
+    if "blocked" not in targets.get(target).schedules:
         return "fused"
     for node in toposort([loss] + [g for g in grads.values() if g is not None]):
         if node.op == "einsum" and any(per_sample(x) for x in node.inputs):

@@ -10,7 +10,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, explain, loader, plancache, threads
+from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, explain, loader, plancache, targets, threads
 from .blocked import BlockPlan
 from .errors import GraphcError, UnsupportedError
 from .graph import Graph, Node, format_shape
@@ -83,7 +83,7 @@ def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule
         try:
             plan = fuse(loss, wrt, grads, graph.params, graph.data, timings)  # times schedule and cse
         except UnsupportedError:  # too many scalar terms to unroll
-            if schedule != "auto" or target == "cuda":
+            if schedule != "auto" or "blocked" not in targets.get(target).schedules:
                 raise
             with timings.stage("schedule"):
                 plan = blocked.plan(loss, wrt, grads, graph.params, graph.data)
@@ -118,8 +118,7 @@ class Compiled:
 
     def __init__(self, plan: Plan, source: str, target: str, dtype: str, timings: Timings, stem: str = "graphc") -> None:
         self.plan, self.source, self.target, self.dtype, self.timings = plan, source, target, dtype, timings
-        if target == "cuda":
-            cuda_runtime.require()  # a clear TargetError before any numba.cuda error
+        targets.get(target).require()  # a clear TargetError before any numba.cuda error
         with timings.stage("load"):
             self.module, cached = loader.load(source, stem)
         timings["cache"] = "hit" if cached else "miss"
@@ -186,7 +185,7 @@ class Compiled:
 
     def __call__(self, bindings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Result:
         given = merge(bindings, kwargs)
-        if self.target == "cuda":
+        if targets.get(self.target).device:
             return cuda_runtime.evaluate(self, given)
         if distributed.uses_dask(given):  # the data stays where its chunks live
             check_names(self.plan, given, self.inputs + self.params)

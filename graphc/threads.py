@@ -18,6 +18,8 @@ from typing import ContextManager
 
 import numba
 
+from . import targets
+
 SAFE_LAYERS = ("tbb", "omp")
 _LOCK = threading.Lock()
 
@@ -65,4 +67,4 @@ def needs_lock() -> bool:
 
 def guard(target: str) -> ContextManager[object]:
     """Context for one call into generated code: the lock for parallel code on workqueue."""
-    return _LOCK if target == "parallel" and needs_lock() else nullcontext()
+    return _LOCK if targets.get(target).threaded and needs_lock() else nullcontext()

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import codegen, cuda_runtime, distributed, plancache
+from . import codegen, cuda_runtime, distributed, plancache, targets
 from .compile import Compiled, Timings, make_plan
 from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
 from .graph import N, Node
@@ -127,7 +127,7 @@ def fit(
         train = functools.partial(_batched, compiled, tuple(arrays), (int(batch_size), bool(shuffle), int(seed)))
         steps = epochs * -(-n_samples // batch_size) if epochs is not None else steps
         n_samples = min(n_samples, batch_size)
-    elif target == "cuda":  # data copied to the device once; every step runs there
+    elif targets.get(target).device:  # data copied to the device once; every step runs there
         train, n_samples = cuda_runtime.trainer(compiled, data)
     elif dask:  # the chunks stay where they live; the loop runs here
         train, n_samples, _ = distributed.trainer(compiled, data, client)
@@ -342,8 +342,9 @@ def _check_batches(batch_size: Any, shuffle: Any, seed: Any, epochs: Any, steps:
         raise GraphcError(f"fit: batch_size must be an integer >= 1, got {batch_size!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise GraphcError(f"fit: seed must be an integer >= 0, got {seed!r}")
-    if target == "cuda":
-        raise UnsupportedError("fit: batch_size runs on the cpu and parallel targets (and with Dask data)")
+    if not targets.get(target).batches:
+        runs = [t.name for t in targets.TARGETS.values() if t.batches]
+        raise UnsupportedError(f"fit: batch_size runs on the {' and '.join(runs)} targets (and with Dask data)")
 
 
 def _check_sample_axes(plan: Any) -> None:

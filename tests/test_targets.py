@@ -75,3 +75,39 @@ def test_unknown_target_and_dtype(cubic):
         gc.compile(cubic, target="gpu")
     with pytest.raises(gc.TargetError, match="float16"):
         gc.compile(cubic, dtype="float16")
+
+
+# ---- the target registry (graphc/targets.py) --------------------------------------------------
+def test_every_target_prints_every_schedule_it_lists():
+    from graphc import targets
+    from graphc.codegen.cpu import CpuEmitter
+
+    for target in targets.TARGETS.values():
+        assert "fused" in target.schedules
+        for schedule in target.schedules:
+            assert issubclass(target.emitter(schedule), CpuEmitter)
+    with pytest.raises(gc.TargetError, match="runs fused"):
+        targets.get("cuda").emitter("blocked")
+    with pytest.raises(gc.TargetError, match="choose one of cpu, parallel, cuda"):
+        targets.get("gpu")
+
+
+def test_no_code_outside_the_registry_compares_target_names():
+    """Callers ask the registry for a capability; ``target == "cuda"`` would bypass it."""
+    import ast
+    import pathlib
+
+    import graphc
+
+    found = []
+    for path in pathlib.Path(graphc.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                sides = [node.left, *node.comparators]
+                named = any(isinstance(s, ast.Name) and s.id == "target" or isinstance(s, ast.Attribute)
+                            and s.attr == "target" for s in sides)
+                literal = any(isinstance(s, ast.Constant) and s.value in ("cpu", "parallel", "cuda") or
+                              isinstance(s, ast.Tuple) for s in sides)
+                if named and literal:
+                    found.append(f"{path.name}:{node.lineno}")
+    assert not found, found

@@ -1,7 +1,7 @@
 """Code generation: print a Plan as plain, readable Python for Numba, one emitter per target.
 
 ``emit(plan, target)`` returns the module source. The shared part here is small: the
-header and the choice of emitter. ``cpu.py`` holds the loop nest every target shares,
+header; the target registry (``graphc/targets.py``) names the emitter. ``cpu.py`` holds the loop nest every target shares,
 ``parallel.py`` the block-parallel driver, ``cuda.py`` the GPU kernels.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 
+from .. import targets
 from ..errors import TargetError
 from ..schedule import Plan
 
-TARGETS = ("cpu", "parallel", "cuda")
 DTYPES = ("float64", "float32")
 
 
@@ -20,19 +20,7 @@ def emit(plan: Plan, target: str = "cpu", dtype: str = "float64", optimizer: obj
          batches: bool = False) -> str:
     """The generated module for ``plan`` on ``target`` (with a training loop if ``optimizer``;
     ``batches``: also the mini-batch loop ``train_batches``, cpu and parallel only)."""
-    from .blocked import BlockedCpuEmitter, BlockedParallelEmitter
-    from .cpu import CpuEmitter
-    from .cuda import CudaEmitter
-    from .parallel import ParallelEmitter
-
-    emitters = {"cpu": CpuEmitter, "parallel": ParallelEmitter, "cuda": CudaEmitter}
-    if target not in emitters:
-        raise TargetError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    if plan.kind == "blocked":
-        if target == "cuda":
-            raise TargetError("schedule='blocked' runs on the cpu and parallel targets; use schedule='fused' on cuda")
-        emitters = {"cpu": BlockedCpuEmitter, "parallel": BlockedParallelEmitter}
-    emitter = emitters[target](plan, dtype, optimizer)
+    emitter = targets.get(target).emitter(plan.kind)(plan, dtype, optimizer)
     emitter.batches = batches and optimizer is not None
     body = emitter.module()
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]

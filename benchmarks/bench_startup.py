@@ -91,7 +91,10 @@ def child_env(cache: str, keep_bytecode_setting: bool) -> dict:
 def run_child(python: str, code: str, env: dict) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    out = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True)
+    # run outside the repository: `python -c` puts the working directory first on sys.path,
+    # which would shadow the --baseline package (on PYTHONPATH) with ./graphc
+    cwd = os.path.dirname(env["GRAPHC_CACHE_DIR"])
+    out = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True, cwd=cwd)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:

@@ -37,6 +37,11 @@ class GraphcPrinter(PythonCodePrinter):
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))
 
+    def doprint(self, expr: sp.Expr, assign_to: str | None = None) -> str:
+        while isinstance(expr, fold.Opaque):  # a whole right-hand side needs no parentheses
+            expr = expr.args[0]
+        return super().doprint(expr, assign_to)
+
     def _print_Opaque(self, expr: fold.Opaque) -> str:
         return fold.wrapped(self, expr.args[0])
 

@@ -35,19 +35,23 @@ import sympy as sp
 from sympy.core.parameters import distribute
 
 
-class Opaque(sp.Function):
-    """``Opaque(e, k)`` is ``e`` in parentheses that SymPy cannot see into: ``Opaque(x, 1) - x``
-    stays a subtraction. ``k`` only makes two wraps of the same ``e`` distinct; printers
-    print ``(e)`` (or ``e`` where it is an atom)."""
+class _Kept(sp.Function):
+    """A real-valued function of two arguments that SymPy never evaluates."""
 
     nargs = 2
 
     @classmethod
-    def eval(cls, e: sp.Expr, tag: sp.Expr) -> None:
+    def eval(cls, *args: sp.Expr) -> None:
         return None
 
     def _eval_is_extended_real(self) -> bool:
         return True
+
+
+class Opaque(_Kept):
+    """``Opaque(e, k)`` is ``e`` in parentheses that SymPy cannot see into: ``Opaque(x, 1) - x``
+    stays a subtraction. ``k`` only makes two wraps of the same ``e`` distinct; printers
+    print ``(e)`` (or ``e`` where it is an atom)."""
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sp.Integer(1) if argindex == 1 else sp.Integer(0)
@@ -60,19 +64,10 @@ class Opaque(sp.Function):
         return inner if self.args[0].is_Atom else rf"\left({inner}\right)"
 
 
-class Quotient(sp.Function):
+class Quotient(_Kept):
     """``a / b`` as written. SymPy's ``a/b`` is ``a*b**-1``, and ``cse`` then shares the
     reciprocal: ``a*(1/b)`` is NaN where ``1/b`` overflows (``0/1e-310`` is 0) and rounds
     twice. The ``div`` op and ``mean`` divide with this; printed ``a/b``."""
-
-    nargs = 2
-
-    @classmethod
-    def eval(cls, a: sp.Expr, b: sp.Expr) -> None:
-        return None
-
-    def _eval_is_extended_real(self) -> bool:
-        return True
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         a, b = self.args

@@ -184,16 +184,20 @@ def signature(e: sp.Basic) -> Counter:
         return Counter({e: 1})
     if e.is_Atom:
         return Counter()
-    if e.is_Pow:
-        n = _integer(e.exp)
-        if n is not None:
-            base = signature(e.args[0])
-            return Counter({k: v * abs(n) for k, v in base.items()})
+    return _node_signature(e, signature, e.exp if e.is_Pow else None)
+
+
+def _node_signature(e: sp.Basic, child: Callable[[sp.Basic], Counter], exponent: sp.Basic | None) -> Counter:
+    """The signature of a compound ``e`` from its arguments' (``child``); ``exponent``: a
+    power's exponent as it will be evaluated."""
+    n = _integer(exponent) if e.is_Pow else None
+    if n is not None:
+        return Counter({k: v * abs(n) for k, v in child(e.args[0]).items()})
     out = Counter()
     if (isinstance(e, sp.Function) and not isinstance(e, sp.Piecewise)) or e.is_Pow:
         out["<" + type(e).__name__ + ">"] += 1
     for a in e.args:
-        out.update(signature(a))
+        out.update(child(a))
     return out
 
 
@@ -237,17 +241,8 @@ def _written(formula: sp.Basic, mapping: dict) -> Counter:
         return signature(mapping[formula])
     if formula.is_Atom:
         return signature(formula)
-    if formula.is_Pow:
-        n = _integer(formula.exp.xreplace(mapping))
-        if n is not None:
-            base = _written(formula.args[0], mapping)
-            return Counter({k: v * abs(n) for k, v in base.items()})
-    out = Counter()
-    if (isinstance(formula, sp.Function) and not isinstance(formula, sp.Piecewise)) or formula.is_Pow:
-        out["<" + type(formula).__name__ + ">"] += 1
-    for a in formula.args:
-        out.update(_written(a, mapping))
-    return out
+    exponent = formula.exp.xreplace(mapping) if formula.is_Pow else None
+    return _node_signature(formula, lambda a: _written(a, mapping), exponent)
 
 
 @lru_cache(maxsize=1024)

@@ -56,6 +56,9 @@ class Opaque(_Kept):
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sp.Integer(1) if argindex == 1 else sp.Integer(0)
 
+    def _eval_evalf(self, prec: int) -> sp.Expr:  # a boxed constant stays comparable (Max, Min)
+        return self.args[0]._eval_evalf(prec)
+
     def _sympystr(self, printer: Any) -> str:
         return wrapped(printer, self.args[0])
 
@@ -241,6 +244,17 @@ def _written(formula: sp.Basic, mapping: dict) -> Counter:
         return signature(mapping[formula])
     if formula.is_Atom:
         return signature(formula)
+    if isinstance(formula, sp.Piecewise):  # a branch whose condition is a constant False is
+        out = Counter()                    # not taken: dropping it is no fold
+        for expr, cond in formula.args:
+            cond = cond.xreplace(mapping)
+            if cond is sp.false:
+                continue
+            out.update(_written(expr, mapping))
+            if cond is sp.true:
+                break
+            out.update(_written(cond, mapping))
+        return out
     exponent = formula.exp.xreplace(mapping) if formula.is_Pow else None
     return _node_signature(formula, lambda a: _written(a, mapping), exponent)
 

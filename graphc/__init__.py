@@ -30,6 +30,12 @@ with _collector.paused():
         matmul, maximum, mean, minimum, param, params, relu, reshape, sigmoid, sin, softplus, sqrt,
         stack, stop_gradient, sum, tan, tanh, transpose, where,
     )
+    from .ops import (  # noqa: E402  numpy's math functions (issue #16), with torch/math aliases
+        acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, asin, asinh, atan, atan2,
+        atanh, ceil, clip, cosh, erf, erfc, exp2, expm1, floor, hypot, log1p, log2, log10, logaddexp,
+        round, sign, sinh, square,
+    )
+    from .nn import log_softmax, logsumexp, softmax  # noqa: E402
     from .checkpoint import load  # noqa: E402
     from .optim import (  # noqa: E402
         SGD, Adagrad, Adam, AdamW, CosineAnnealingLR, ExponentialLR, Newton, RMSprop, StepLR,
@@ -54,3 +60,10 @@ __all__ += [
 ]
 # tensor programs (issue #3): more ops for layers and losses
 __all__ += ["concatenate", "gelu", "softplus", "stop_gradient"]
+# numpy semantics (issue #16): numpy's math functions, and numpy functions on nodes (interop.py)
+__all__ += [
+    "acos", "acosh", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh", "asin",
+    "asinh", "atan", "atan2", "atanh", "ceil", "clip", "cosh", "erf", "erfc", "exp2", "expm1", "floor",
+    "hypot", "log1p", "log2", "log10", "log_softmax", "logaddexp", "logsumexp", "round", "sign", "sinh",
+    "softmax", "square",
+]

@@ -119,7 +119,23 @@ class Node:
     dtype: str = "float"  # "float" | "bool"; the float width is chosen at compile time
     name: str | None = None
 
-    __array_ufunc__ = None  # numpy defers to our reflected operators: np.array(..) ** node
+    # numpy on nodes builds nodes: np.sin(node), np.array(2.0) * node, np.sum(node, axis=0) ...
+    # (the tables are in interop.py; what graphc lacks raises an UnsupportedError naming it)
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        from . import interop
+
+        return interop.array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        from . import interop
+
+        return interop.array_function(func, types, args, kwargs)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        raise GraphcError(
+            f"{self.label()} is a graph node and has no values until it is compiled and run "
+            "(gc.compile(...)(...)); to collect nodes into a vector use gc.stack"
+        )
 
     def attr(self, key: str, default: Any = None) -> Any:
         for k, v in self.attrs:

@@ -86,33 +86,55 @@ def binary_cross_entropy_with_logits(logits: Any, target: Any, reduction: str = 
     return _reduce(ops.softplus(logits) - logits * target, reduction, "binary_cross_entropy_with_logits")
 
 
-def logsumexp(z: Any, axis: int = -1) -> Node:
-    """``log(sum(exp(z), axis))``, stable: the max over ``axis`` is subtracted first.
-
-    The max is held constant for differentiation (``gc.stop_gradient``): exact, because the
-    derivative of logsumexp does not depend on the shift.
-    """
-    z = ops.as_node(z, "logsumexp")
+def _max_along(z: Any, axis: int, fn: str) -> tuple[Node, int, Node]:
+    """``z`` as a node, ``axis`` normalized, and the max over ``axis`` (NaN if any element is
+    NaN), held constant for differentiation (``gc.stop_gradient``: exact, since the functions
+    below do not depend on the shift) and kept as a size-1 axis, ready to broadcast."""
+    z = ops.as_node(z, fn)
     if z.ndim == 0:
-        raise GraphcError("logsumexp: needs at least one axis")
-    axis %= z.ndim
+        raise GraphcError(f"{fn}: needs at least one axis")
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool) or not -z.ndim <= axis < z.ndim:
+        raise GraphcError(f"{fn}: axis {axis!r} is out of range for {z.label()} of shape {z.shape}")
+    axis = int(axis) % z.ndim
     size = z.shape[axis]
     if not isinstance(size, int):
-        raise GraphcError(f"logsumexp: axis {axis} of {z.label()} is the sample dim; reduce a fixed axis")
+        raise GraphcError(f"{fn}: axis {axis} of {z.label()} is the sample dim; reduce a fixed axis")
     pick = lambda k: ops.index(z, (slice(None),) * axis + (k,))  # noqa: E731
     m = pick(0)
     for k in range(1, size):
         m = ops.maximum(m, pick(k))
-    m = ops.stop_gradient(m)
-    kept = ops.index(m, (slice(None),) * axis + (None,))
-    return m + ops.log(ops.sum(ops.exp(z - kept), axis=axis))
+    return z, axis, ops.index(ops.stop_gradient(m), (slice(None),) * axis + (None,))
+
+
+def _finite_or_zero(m: Node) -> Node:
+    # scipy.special.logsumexp's shift: a max that is inf, -inf or NaN shifts by 0 instead, so
+    # logsumexp([inf, 1]) is inf and logsumexp([-inf, -inf]) is -inf (not inf - inf = NaN)
+    return ops.where(ops.abs(m) < math.inf, m, 0.0)
+
+
+def logsumexp(z: Any, axis: int = -1) -> Node:
+    """``log(sum(exp(z), axis))``, stable, with scipy.special.logsumexp's values: the max over
+    ``axis`` is subtracted first (0 where it is not finite). Gradient ``softmax(z)``."""
+    z, axis, m = _max_along(z, axis, "logsumexp")
+    m = _finite_or_zero(m)
+    return ops.index(m, (slice(None),) * axis + (0,)) + ops.log(ops.sum(ops.exp(z - m), axis=axis))
 
 
 def log_softmax(z: Any, axis: int = -1) -> Node:
-    """``z - logsumexp(z)`` along ``axis``."""
-    z = ops.as_node(z, "log_softmax")
-    axis %= max(z.ndim, 1)
-    return z - ops.index(logsumexp(z, axis), (slice(None),) * axis + (None,))
+    """``z - logsumexp(z)`` along ``axis``, as scipy.special.log_softmax and torch compute it:
+    ``(z - max) - log(sum(exp(z - max)))``."""
+    z, axis, m = _max_along(z, axis, "log_softmax")
+    shifted = z - _finite_or_zero(m)
+    lse = ops.log(ops.sum(ops.exp(shifted), axis=axis))
+    return shifted - ops.index(lse, (slice(None),) * axis + (None,))
+
+
+def softmax(z: Any, axis: int = -1) -> Node:
+    """``exp(z) / sum(exp(z))`` along ``axis``, as scipy.special.softmax and torch compute it:
+    ``exp(z - max) / sum(exp(z - max))``."""
+    z, axis, m = _max_along(z, axis, "softmax")
+    e = ops.exp(z - m)
+    return e / ops.index(ops.sum(e, axis=axis), (slice(None),) * axis + (None,))
 
 
 def cross_entropy(logits: Any, target: Any, reduction: str = "mean") -> Node:

@@ -13,6 +13,7 @@ import inspect
 import itertools
 import math
 import numbers
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, Sequence
@@ -21,6 +22,7 @@ import numpy as np
 import sympy as sp
 
 from . import fold
+from . import special
 from .errors import DTypeError, GraphcError, ShapeError, UnsupportedError
 from .graph import N, Node, check_name, format_shape, sample_axis
 
@@ -46,7 +48,7 @@ class Elementwise:
 
     @cached_property
     def expr(self) -> sp.Expr:
-        return _sympify_user(self, self.sym(*self.args), "fn")
+        return _sympify_user(self, _call_user(self, self.sym, "fn"), "fn")
 
     @cached_property
     def partials(self) -> tuple[sp.Expr | None, ...]:
@@ -66,7 +68,7 @@ class Elementwise:
 
     @cached_property
     def _given(self) -> tuple[sp.Expr, ...]:
-        given = self.derivative(*self.args)
+        given = _call_user(self, self.derivative, "derivative")
         given = given if isinstance(given, (tuple, list)) else (given,)
         if len(given) != self.nargs:
             raise GraphcError(
@@ -88,11 +90,45 @@ class Elementwise:
 
 def _sympify_user(op: Elementwise, value: Any, what: str) -> sp.Expr:
     try:
-        return sp.sympify(value)
+        expr = sp.sympify(value)
     except (sp.SympifyError, TypeError) as exc:
+        expr, cause = None, exc
+    else:
+        cause = None
+    if not isinstance(expr, (sp.Expr, sp.logic.boolalg.Boolean)):  # np.array([z, z]) -> an Array
         raise GraphcError(
             f"function {op.name!r}: its {what} must return a SymPy-compatible expression of its "
             f"arguments (use +, -, *, /, ** and gc.sin, gc.exp, ...), got {type(value).__name__}"
+        ) from cause
+    return expr
+
+
+def _call_user(op: Elementwise, fn: Callable[..., Any], what: str) -> Any:
+    """``fn(*op.args)``: a gc.function body runs once, on SymPy symbols, so numpy, math and
+    Python control flow that need numbers fail there; say what to write instead."""
+    try:
+        return fn(*op.args)
+    except GraphcError:
+        raise
+    except (TypeError, AttributeError, ValueError) as exc:
+        text = str(exc)
+        ufunc = re.search(r"has no callable (\w+) method", text)
+        if "truth value" in text:
+            advice = ("a Python if/and/or, max/min, np.where or np.maximum needs a value, which the "
+                      "argument does not have while the graph is built: use gc.where(cond, a, b), "
+                      "gc.maximum or gc.minimum")
+        elif ufunc or isinstance(exc, AttributeError):
+            name = ufunc.group(1) if ufunc else None
+            use = f"gc.{name}" if name in __all__ else "gc.sin, gc.exp, ..."
+            advice = f"numpy's functions need numbers: use graphc's ({use}), which work on the argument"
+        elif "convert" in text or "round" in text:
+            advice = ("math.* functions, float(), int() and round() need numbers: use graphc's "
+                      "(gc.exp, gc.sin, gc.log, gc.floor, gc.round, ...), which work on the argument")
+        else:
+            advice = "write it with +, -, *, /, ** and gc.* functions (gc.sin, gc.exp, gc.where, ...)"
+        raise GraphcError(
+            f"function {op.name!r}: its {what} failed on the symbolic argument(s) "
+            f"{', '.join(map(str, op.args))} ({type(exc).__name__}: {text}); {advice}"
         ) from exc
 
 
@@ -153,6 +189,63 @@ def _softplus(z: sp.Expr) -> sp.Expr:
     return sp.Max(z, 0) + log1p(sp.exp(-sp.Abs(z)))
 
 
+# numpy's math functions (issue #16): values as numpy computes them, NaN, inf and domain
+# edges included; derivatives as torch's backward formulas (docs/api.md lists them).
+LN2, LN10 = sp.Float(math.log(2.0)), sp.Float(math.log(10.0))  # float64 constants, printed exactly
+
+
+def _cfunction(name: str) -> Callable[..., sp.Expr]:
+    """``sympy.codegen.cfunctions.<name>`` (log1p, expm1, log2, log10, exp2), imported when used."""
+
+    def sym(*args: sp.Expr) -> sp.Expr:
+        from sympy.codegen import cfunctions
+
+        return getattr(cfunctions, name)(*args)
+
+    sym.__name__ = name
+    return sym
+
+
+_log1p, _expm1, _log2, _log10, _exp2 = map(_cfunction, ("log1p", "expm1", "log2", "log10", "exp2"))
+
+
+def _no_gradient(*args: sp.Expr) -> tuple[sp.Expr, ...]:
+    return (sp.Integer(0),) * len(args)  # sign, floor, ceil, round: 0 everywhere, NaN included (torch)
+
+
+def _arccosh_derivative(z: sp.Expr) -> sp.Expr:
+    # torch's (x*x - 1)**-0.5: one sqrt; sympy.diff's 1/(sqrt(x - 1)*sqrt(x + 1)) takes two
+    return 1 / sp.sqrt(z**2 - 1)
+
+
+def _partials(cls: type) -> Callable[..., tuple[sp.Expr, ...]]:
+    """The partials ``cls.fdiff`` defines (graphc.special: torch's conventions, e.g. arctan2's
+    gradient is 0 at the origin), as a registry ``derivative``."""
+    return lambda *args: tuple(cls(*args).fdiff(k + 1) for k in range(len(args)))
+
+
+def _logaddexp(a: sp.Expr, b: sp.Expr) -> sp.Expr:
+    # numpy's npy_logaddexp: x + log(2) where x == y (inf + inf is inf, not inf - inf = nan),
+    # else the larger plus log1p(exp(-|a - b|)); NaN falls to the last branch and stays NaN
+    return sp.Piecewise((a + LN2, sp.Eq(a, b)), (a + _log1p(sp.exp(b - a)), a > b),
+                        (b + _log1p(sp.exp(a - b)), True))
+
+
+def _logaddexp_derivative(a: sp.Expr, b: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    return fold.Quotient(1, 1 + sp.exp(b - a)), fold.Quotient(1, 1 + sp.exp(a - b))  # torch's
+
+
+def _clip(x: sp.Expr, lo: sp.Expr, hi: sp.Expr) -> sp.Expr:
+    return sp.Min(sp.Max(x, lo), hi)  # numpy's clip: hi where lo > hi; NaN anywhere gives NaN
+
+
+def _clip_derivative(x: sp.Expr, lo: sp.Expr, hi: sp.Expr) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    # the chain rule through maximum then minimum, with their tie and NaN conventions
+    dx, dlo = _max_derivative(x, lo)
+    dm, dhi = _min_derivative(sp.Max(x, lo), hi)
+    return dm * dx, dm * dlo, dhi
+
+
 ELEMENTWISE: dict[str, Elementwise] = {
     op.name: op
     for op in [
@@ -183,6 +276,31 @@ ELEMENTWISE: dict[str, Elementwise] = {
         Elementwise("ge", lambda a, b: a >= b, nargs=2, out_dtype="bool", infix=">="),
         Elementwise("lt", lambda a, b: a < b, nargs=2, out_dtype="bool", infix="<"),
         Elementwise("le", lambda a, b: a <= b, nargs=2, out_dtype="bool", infix="<="),
+        # numpy's math functions (issue #16); aliases (atan = arctan ...) are builders below
+        Elementwise("arctan", sp.atan),
+        Elementwise("arcsin", sp.asin, domain=(-0.9, 0.9)),
+        Elementwise("arccos", sp.acos, domain=(-0.9, 0.9)),
+        Elementwise("sinh", sp.sinh),
+        Elementwise("cosh", sp.cosh),
+        Elementwise("arcsinh", sp.asinh),
+        Elementwise("arccosh", sp.acosh, _arccosh_derivative, domain=(1.1, 3.0)),
+        Elementwise("arctanh", sp.atanh, domain=(-0.9, 0.9)),
+        Elementwise("log1p", _log1p, domain=(-0.9, 3.0)),
+        Elementwise("expm1", _expm1, lambda z: _expm1(z) + 1),  # torch: result + 1
+        Elementwise("log2", _log2, lambda z: fold.Quotient(1, z * LN2), domain=(0.1, 3.0)),
+        Elementwise("log10", _log10, lambda z: fold.Quotient(1, z * LN10), domain=(0.1, 3.0)),
+        Elementwise("exp2", _exp2, lambda z: _exp2(z) * LN2),
+        Elementwise("erf", sp.erf),
+        Elementwise("erfc", special.Erfc),
+        Elementwise("square", lambda z: z**2),
+        Elementwise("sign", special.Sign, _no_gradient, kinks=(0.0,)),
+        Elementwise("floor", special.Floor, _no_gradient, kinks=(-2.0, -1.0, 0.0, 1.0, 2.0)),
+        Elementwise("ceil", special.Ceil, _no_gradient, kinks=(-2.0, -1.0, 0.0, 1.0, 2.0)),
+        Elementwise("round", special.Rint, _no_gradient, kinks=(-2.5, -1.5, -0.5, 0.5, 1.5, 2.5)),
+        Elementwise("arctan2", special.Atan2, _partials(special.Atan2), nargs=2),
+        Elementwise("hypot", special.Hypot, _partials(special.Hypot), nargs=2),
+        Elementwise("logaddexp", _logaddexp, _logaddexp_derivative, nargs=2),
+        Elementwise("clip", _clip, _clip_derivative, nargs=3),
     ]
 }
 
@@ -337,6 +455,39 @@ abs = _builder("abs")  # noqa: A001 - gc.abs mirrors np.abs
 def where(cond: Any, a: Any, b: Any) -> Node:
     """``a`` where ``cond`` holds, else ``b`` (cond: a comparison such as ``x > 0``)."""
     return apply(ELEMENTWISE["where"], cond, a, b)
+
+
+# numpy's math functions (issue #16): numpy's names, and the torch/math aliases
+arctan, arcsin, arccos, arctan2 = map(_builder, ("arctan", "arcsin", "arccos", "arctan2"))
+sinh, cosh, arcsinh, arccosh, arctanh = map(_builder, ("sinh", "cosh", "arcsinh", "arccosh", "arctanh"))
+log1p, expm1, log2, log10, exp2 = map(_builder, ("log1p", "expm1", "log2", "log10", "exp2"))
+erf, erfc, square, sign, floor, ceil = map(_builder, ("erf", "erfc", "square", "sign", "floor", "ceil"))
+hypot, logaddexp = map(_builder, ("hypot", "logaddexp"))
+atan, asin, acos, atan2, asinh, acosh, atanh = arctan, arcsin, arccos, arctan2, arcsinh, arccosh, arctanh
+
+
+def round(e: Any, decimals: int = 0) -> Any:  # noqa: A001 - gc.round mirrors np.round
+    """numpy's round: half to even (``round(2.5) == 2``); with ``decimals``, as np.round computes
+    it: ``rint(e * 10**d) / 10**d`` (``rint(e / 10**-d) * 10**-d`` for d < 0). Gradient 0."""
+    if not isinstance(decimals, (int, np.integer)) or isinstance(decimals, bool) or builtins.abs(decimals) > 300:
+        raise GraphcError(f"round: decimals must be an int between -300 and 300, got {decimals!r}")
+    op = ELEMENTWISE["round"]
+    if decimals == 0:
+        return apply(op, e)
+    scale = 10.0 ** builtins.abs(int(decimals))
+    return apply(op, e * scale) / scale if decimals > 0 else apply(op, e / scale) * scale
+
+
+def clip(e: Any, lo: Any, hi: Any) -> Any:
+    """numpy's clip: ``minimum(maximum(e, lo), hi)`` (so ``hi`` where ``lo > hi``; NaN in any
+    argument gives NaN); ``None`` leaves that side open. Gradients as maximum/minimum's."""
+    if lo is None and hi is None:
+        raise GraphcError("clip: give lo, hi or both (None leaves a side open)")
+    if lo is None:
+        return minimum(e, hi)
+    if hi is None:
+        return maximum(e, lo)
+    return apply(ELEMENTWISE["clip"], e, lo, hi)
 
 
 # ---- structural ops ------------------------------------------------------------------
@@ -681,4 +832,9 @@ __all__ = [
     "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "maximum",
     "minimum", "gelu", "softplus", "where", "sum", "concatenate", "stop_gradient", "mean", "stack", "flatten", "reshape", "transpose", "index",
     "einsum", "matmul", "broadcast_to", "sample_axis",
+]
+__all__ += [  # numpy's math functions (issue #16)
+    "arctan", "arcsin", "arccos", "arctan2", "sinh", "cosh", "arcsinh", "arccosh", "arctanh", "log1p",
+    "expm1", "log2", "log10", "exp2", "erf", "erfc", "square", "sign", "floor", "ceil", "round", "clip",
+    "hypot", "logaddexp", "atan", "asin", "acos", "atan2", "asinh", "acosh", "atanh",
 ]

@@ -26,6 +26,11 @@ NUMPY = {
     "softplus": lambda z: np.logaddexp(0.0, z),
     "gt": lambda a, b: np.where(a > b, a, b), "ge": lambda a, b: np.where(a >= b, a, b),
     "lt": lambda a, b: np.where(a < b, a, b), "le": lambda a, b: np.where(a <= b, a, b),
+    "arctan": np.arctan, "arcsin": np.arcsin, "arccos": np.arccos, "arctan2": np.arctan2, "sinh": np.sinh,
+    "cosh": np.cosh, "arcsinh": np.arcsinh, "arccosh": np.arccosh, "arctanh": np.arctanh, "log1p": np.log1p,
+    "expm1": np.expm1, "log2": np.log2, "log10": np.log10, "exp2": np.exp2, "erf": np.vectorize(math.erf),
+    "erfc": np.vectorize(math.erfc), "square": np.square, "sign": np.sign, "floor": np.floor, "ceil": np.ceil,
+    "round": np.round, "clip": np.clip, "hypot": np.hypot, "logaddexp": np.logaddexp,
 }
 OPS = list(ELEMENTWISE.values())
 N = 64

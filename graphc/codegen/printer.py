@@ -81,6 +81,40 @@ class GraphcPrinter(PythonCodePrinter):
         at = self._print(sp.Eq(arg, 0, evaluate=False))
         return f"(((0) if {below} else ({at_zero}) if {at} else (1)))"
 
+    # ---- graphc.special's functions and exp2, as numpy computes them. The CPU targets
+    # (vector_math) call numpy's ufuncs, which Numba compiles (its math.floor returns an int);
+    # CUDA kernels have no np.floor/np.rint/np.exp2, and there math.floor returns a float.
+    def _print_Sign(self, expr: sp.Function) -> str:
+        x, one = self._print(expr.args[0]), self._print(sp.Float(1.0))
+        return f"({one} if {x} > 0 else (-{one} if {x} < 0 else {x}))"  # 0, -0.0 and NaN: x
+
+    def _print_Floor(self, expr: sp.Function) -> str:
+        return f"{'np' if self.vector_math else 'math'}.floor({self._print(expr.args[0])})"
+
+    def _print_Ceil(self, expr: sp.Function) -> str:
+        return f"{'np' if self.vector_math else 'math'}.ceil({self._print(expr.args[0])})"
+
+    def _print_Rint(self, expr: sp.Function) -> str:
+        x = self._print(expr.args[0])
+        if self.vector_math:
+            return f"np.rint({x})"
+        # IEEE remainder(x, 1) is x - (x rounded half to even), exactly; copysign: rint(-0.2) = -0.0
+        one = self._print(sp.Float(1.0))
+        return f"(math.copysign({x} - math.remainder({x}, {one}), {x}) if math.isfinite({x}) else {x})"
+
+    def _print_exp2(self, expr: sp.Function) -> str:
+        x = self._print(expr.args[0])
+        return f"np.exp2({x})" if self.vector_math else f"{self._print(sp.Float(2.0))} ** ({x})"
+
+    def _print_Erfc(self, expr: sp.Function) -> str:
+        return f"math.erfc({self._print(expr.args[0])})"
+
+    def _print_Atan2(self, expr: sp.Function) -> str:
+        return f"math.atan2({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
+    def _print_Hypot(self, expr: sp.Function) -> str:
+        return f"math.hypot({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+
     def parenthesize(self, item: sp.Basic, level: int, strict: bool = False) -> str:
         # x**2 prints as x*x: inside any larger expression it needs parentheses a Pow doesn't
         if _is_product_power(item) or isinstance(item, fold.Quotient):

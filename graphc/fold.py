@@ -154,7 +154,7 @@ def plain(e: sp.Expr) -> sp.Expr:
 
 
 # ---- constants: numpy's value ---------------------------------------------------------
-_NUMPY_EXTRAS = {"Quotient": np.divide, "erf": np.vectorize(math.erf, otypes=[float]), "erfc": np.vectorize(math.erfc, otypes=[float])}
+_NUMPY_EXTRAS = {"Quotient": np.divide, "Opaque": lambda e, tag: e, "erf": np.vectorize(math.erf, otypes=[float]), "erfc": np.vectorize(math.erfc, otypes=[float])}
 
 
 def numeric(formula: sp.Expr, symbols: Sequence[sp.Symbol], values: Sequence[Any],

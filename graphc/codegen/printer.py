@@ -37,6 +37,11 @@ class GraphcPrinter(PythonCodePrinter):
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))
 
+    @property
+    def _one(self) -> str:
+        """The numerator of a reciprocal: ``1``, or a float32 one (an int would make it float64)."""
+        return self._print(sp.S.One)
+
     def doprint(self, expr: sp.Expr, assign_to: str | None = None) -> str:
         while isinstance(expr, fold.Opaque):  # a whole right-hand side needs no parentheses
             expr = expr.args[0]
@@ -126,13 +131,13 @@ class GraphcPrinter(PythonCodePrinter):
         if exp.is_Integer and 2 <= abs(int(exp)) <= 4:
             b = self.parenthesize(base, precedence(sp.Mul(base, base, evaluate=False)), strict=False)
             product = "*".join([b] * abs(int(exp)))
-            return product if exp > 0 else f"1/({product})"
+            return product if exp > 0 else f"{self._one}/({product})"
         if exp == -1:
-            return f"1/{self.parenthesize(base, precedence(expr), strict=False)}"
+            return f"{self._one}/{self.parenthesize(base, precedence(expr), strict=False)}"
         if exp == sp.Rational(1, 2):
             return f"math.sqrt({self._print(base)})"
         if exp == -sp.Rational(1, 2):
-            return f"1/math.sqrt({self._print(base)})"
+            return f"{self._one}/math.sqrt({self._print(base)})"
         return super()._print_Pow(expr, rational=rational)
 
 

@@ -150,7 +150,8 @@ def configured(compiled: Any, name: str, grid: int, threads: int) -> Any:
 
 class _IeeeMath:
     """``math`` for kernels run by the simulator: where Python's ``math`` raises (log(-1),
-    exp(1000), sqrt(-1)), a GPU returns NaN or inf, as numpy's functions do."""
+    exp(1000), sqrt(-1)), a GPU returns NaN or inf, as numpy's functions do; and results are
+    numpy scalars of the argument's type, so ``1/math.exp(-inf)`` is inf, not ZeroDivisionError."""
 
     NUMPY = {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "atan2": "arctan2", "asinh": "arcsinh",
              "acosh": "arccosh", "atanh": "arctanh", "pow": "power"}
@@ -162,10 +163,14 @@ class _IeeeMath:
 
         def ieee(*args: Any) -> Any:
             try:
-                return fn(*args)
+                out = fn(*args)
             except (ValueError, OverflowError, ZeroDivisionError):
                 with np.errstate(all="ignore"):
-                    return getattr(np, self.NUMPY.get(name, name))(*args)
+                    out = getattr(np, self.NUMPY.get(name, name))(*args)
+            if isinstance(out, bool) or not isinstance(out, (float, np.floating)):
+                return out  # isfinite, floor's int, ...
+            kind = np.float32 if args and all(isinstance(a, np.float32) for a in args) else np.float64
+            return kind(out)
 
         setattr(self, name, ieee)
         return ieee

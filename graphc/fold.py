@@ -35,10 +35,8 @@ import sympy as sp
 from sympy.core.parameters import distribute
 
 
-class _Kept(sp.Function):
-    """A real-valued function of two arguments that SymPy never evaluates."""
-
-    nargs = 2
+class AsWritten(sp.Function):
+    """A real-valued function SymPy never evaluates or rewrites (also graphc.special's base)."""
 
     @classmethod
     def eval(cls, *args: sp.Expr) -> None:
@@ -48,10 +46,12 @@ class _Kept(sp.Function):
         return True
 
 
-class Opaque(_Kept):
+class Opaque(AsWritten):
     """``Opaque(e, k)`` is ``e`` in parentheses that SymPy cannot see into: ``Opaque(x, 1) - x``
     stays a subtraction. ``k`` only makes two wraps of the same ``e`` distinct; printers
     print ``(e)`` (or ``e`` where it is an atom)."""
+
+    nargs = 2
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sp.Integer(1) if argindex == 1 else sp.Integer(0)
@@ -67,10 +67,12 @@ class Opaque(_Kept):
         return inner if self.args[0].is_Atom else rf"\left({inner}\right)"
 
 
-class Quotient(_Kept):
+class Quotient(AsWritten):
     """``a / b`` as written. SymPy's ``a/b`` is ``a*b**-1``, and ``cse`` then shares the
     reciprocal: ``a*(1/b)`` is NaN where ``1/b`` overflows (``0/1e-310`` is 0) and rounds
     twice. The ``div`` op and ``mean`` divide with this; printed ``a/b``."""
+
+    nargs = 2
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         a, b = self.args

@@ -177,9 +177,9 @@ def _sigmoid_derivative(z: sp.Expr) -> sp.Expr:
 
 def _gelu(z: sp.Expr) -> sp.Expr:
     # torch's default (erf) form, not the tanh one; erfc(-z/sqrt 2) is 1 + erf(z/sqrt 2)
-    # without the cancellation that loses the left tail (gelu'(-30) ~ -4.4e-195, not 0).
-    # Opaque: SymPy would rewrite erfc(-w) as 2 - erfc(w), the cancellation again
-    return z * sp.erfc(fold.Opaque(-z / sp.sqrt(2), 0)) / 2
+    # without the cancellation that loses the left tail (gelu'(-30) ~ -4.4e-195, not 0);
+    # special.Erfc: SymPy's erfc would rewrite erfc(-w) as 2 - erfc(w), the cancellation again
+    return z * special.Erfc(-z / sp.sqrt(2)) / 2
 
 
 def _softplus(z: sp.Expr) -> sp.Expr:

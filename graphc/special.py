@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from .fold import Quotient
+from .fold import AsWritten, Quotient
 
 
 def _numpy(fn: Any) -> Any:
@@ -29,17 +29,10 @@ def _numpy(fn: Any) -> Any:
     return staticmethod(lambda *args: fn(*(np.asarray(a, dtype=np.float64) for a in args)))
 
 
-class NumpyFunction(sp.Function):
+class NumpyFunction(AsWritten):
     """A real function of real arguments that SymPy applies as written (no ``eval`` rewrites)."""
 
     numpy_name = ""  # how str() and explain show it: numpy's name
-
-    @classmethod
-    def eval(cls, *args: sp.Expr) -> None:
-        return None
-
-    def _eval_is_extended_real(self) -> bool:
-        return True
 
     def _sympystr(self, printer: Any) -> str:
         return f"{self.numpy_name}({', '.join(printer._print(a) for a in self.args)})"

@@ -49,7 +49,8 @@ def sample_axis(shape: Shape) -> int | None:
 # --- names ------------------------------------------------------------------------------
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_NAME = 64
-# Identifiers the generated code itself uses; a user name may not shadow them.
+# Identifiers the generated code itself uses. A user name among them is spelled differently
+# in generated code (``spell``: n -> n_), never refused.
 RESERVED = frozenset(
     """math np numba cuda prange i j n lo hi idx step blk count theta grad acc out part hyper state
     history steps log_every nblocks stopped BLOCK OPTS loss evaluate finish update train i0 rows ROWS
@@ -57,8 +58,10 @@ RESERVED = frozenset(
     MATH_OPTS _exp _tanh _exp_reduce EXP_C exp_c TANH_C tanh_c
     _log _log1p _log_core LOG_C log_c LOG1P_C log1p_c""".split()  # the last fifteen: codegen/mathlib.NAMES
 ) | frozenset(dir(builtins))
-# CSE temporaries, accumulators, loop functions, blocked arrays, loop indices, constants
-_DERIVED = re.compile(r"(t|s|sums_|v|j|const|batch_)\d+|v\d+_i1?(_\d+)*")  # v8_i_0: a hoisted v8[i, 0] (v8_i1_0: v8[i + 1, 0])
+# Names codegen makes: CSE temporaries, sums, per-sample temporaries, loop functions, blocked
+# arrays, loop indices, constants (t0, s1, h2, sums_0, v3, j0, const0, batch_0), and names it
+# derives from a leaf (x_i, xx_i1_0, c_v, X_flat, W_0_1, grad_a); see code_names.
+_DERIVED = re.compile(r"(t|s|h|sums_|v|j|const|batch_)\d+|.*_(i|i1|v|flat)(_\d+)*|.*_\d+|grad_.*")
 
 
 def check_name(name: Any, what: str = "name") -> str:
@@ -76,15 +79,18 @@ def check_name(name: Any, what: str = "name") -> str:
             )
         if keyword.iskeyword(part) or keyword.issoftkeyword(part):
             raise InvalidName(f"{what} {shown} is a Python keyword")
-    spelled = spell(name)
-    if spelled in RESERVED or _DERIVED.fullmatch(spelled):
-        raise InvalidName(f"{what} {shown} is reserved: the generated code uses it")
     return name
 
 
 def spell(name: str) -> str:
-    """How a validated name is spelled in generated code: ``lin.weight`` -> ``lin_weight``."""
-    return name.replace(".", "_")
+    """How a validated name is spelled in generated code: ``lin.weight`` -> ``lin_weight``; a
+    name codegen uses or derives itself, or one ending in ``_``, gets a trailing ``_`` (``n`` ->
+    ``n_``, ``t0`` -> ``t0_``, ``x_i`` -> ``x_i_``, ``sum`` -> ``sum_``). Codegen's own names
+    never end in ``_``, and no other user name spells the same (``n_`` -> ``n__``). What is
+    left, a name derived from a spelled leaf (``grad_n_`` from ``n``) equal to another leaf's
+    (``grad_n`` -> ``grad_n_``), is an InvalidName naming both (``_check_code_names``)."""
+    base = name.replace(".", "_")
+    return base + "_" if base in RESERVED or _DERIVED.fullmatch(base) or base.endswith("_") else base
 
 
 def code_names(node: "Node") -> list[str]:
@@ -262,7 +268,8 @@ class Graph:
 
 
 def _check_code_names(leaves: list[Node]) -> None:
-    """Two leaves must not derive the same identifier: param ``x_i`` would alias data ``x``."""
+    """Two leaves must not derive the same identifier (param ``n`` and data ``grad_n`` both give
+    ``grad_n_``), or one would alias the other."""
     owner: dict[str, Node] = {}
     for node in leaves:
         for ident in code_names(node):

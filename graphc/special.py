@@ -42,44 +42,37 @@ class NumpyFunction(AsWritten):
         return rf"\operatorname{{{self.numpy_name}}}{{\left({args}\right)}}"
 
 
-class Sign(NumpyFunction):
-    """numpy's sign: -1, 0 or 1; NaN at NaN (SymPy's sign would print copysign: +-1 at NaN)."""
+class Steps(NumpyFunction):
+    """A piecewise-constant function of one argument: derivative 0 everywhere (torch's)."""
 
     nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.Integer(0)
+
+
+class Sign(Steps):
+    """numpy's sign: -1, 0 or 1; NaN at NaN (SymPy's sign would print copysign: +-1 at NaN)."""
+
     numpy_name = "sign"
     _imp_ = _numpy(np.sign)
 
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.Integer(0)
 
-
-class Floor(NumpyFunction):
-    nargs = 1
+class Floor(Steps):
     numpy_name = "floor"
     _imp_ = _numpy(np.floor)
 
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.Integer(0)
 
-
-class Ceil(NumpyFunction):
-    nargs = 1
+class Ceil(Steps):
     numpy_name = "ceil"
     _imp_ = _numpy(np.ceil)
 
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.Integer(0)
 
-
-class Rint(NumpyFunction):
+class Rint(Steps):
     """Round half to even, like ``np.round``/``np.rint``: rint(2.5) = 2, rint(-0.5) = -0.0."""
 
-    nargs = 1
     numpy_name = "round"
     _imp_ = _numpy(np.rint)
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.Integer(0)
 
 
 class Erfc(NumpyFunction):

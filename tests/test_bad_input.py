@@ -227,13 +227,17 @@ def test_parameter_only_in_a_condition_warns():
 CODE = "__import__('os').system('touch {marker}')"
 BAD_NAMES = [
     "lambda", "class", "None", "True", "match", "case", "_",     # keywords, soft keywords included
-    "print", "len", "sum", "exec", "__import__",                 # builtins
     "x" * 10_000,                                                # 10,000 characters
     "a\nb", "a\n", "\na", "a\rb", "a\tb", "a b", "",             # whitespace, empty
     "a'b", 'a"b', "a\\b", "'", '"""',                            # quotes
     "1a", "a-b", "a+b", "a;b", "a()", "a[0]", "a#b", "a.", ".a", "a..b", "π", "ａ", "e\u0301",
-    "np", "math", "numba", "theta", "grad", "loss", "i", "n", "t0", "s3", "sums_0", "evaluate",
-    "train", "OPTS", "BLOCK", "v8_i_0", "v12_i", "v3_i1_0",      # names the generated code uses
+]
+# names the generated code uses or derives itself, and builtins: valid user names, spelled
+# with a trailing _ in generated code (graph.spell)
+CODEGEN_NAMES = [
+    "print", "len", "sum", "exec", "np", "math", "numba", "theta", "grad", "loss",
+    "i", "n", "step", "t0", "s1", "s3", "h0", "sums_0", "evaluate", "train", "OPTS", "BLOCK",
+    "v8_i_0", "v12_i", "v3_i1_0", "x_i", "grad_b", "n_", "order", "total", "seed", "state",
 ]
 
 
@@ -270,22 +274,50 @@ def test_good_unusual_names_work():
     assert r.loss == 3.0 * len(names) and set(r.grads) == set(names)
 
 
-COLLISIONS = {  # two leaves whose generated identifiers would be the same
-    "param x_i, data x": lambda: gc.sum(gc.param("x_i") * gc.data("x")),          # x_i = x[i]
-    "data grad_a, param a": lambda: gc.sum(gc.param("a") * gc.data("grad_a")),     # d(loss)/d(a)
-    "param W_0, param W (2,)": lambda: gc.param("W_0") * gc.sum(gc.param("W", shape=2)),
-    "data xx_i_0, data xx (N, 2)": lambda: gc.sum(gc.data("xx_i_0") * gc.data("xx", (None, 2))[:, 0]),
-    "data xx_i1_0, data xx (N, 2)": lambda: gc.sum(gc.data("xx_i1_0") * gc.data("xx", (None, 2))[:, 0]),
-    "param x_i1, data x": lambda: gc.sum(gc.param("x_i1") * gc.data("x")),  # two-sample loops
-    "param lin_w, param lin.w": lambda: gc.param("lin_w") * gc.param("lin.w"),
+def test_names_the_generated_code_uses_are_valid_user_names():
+    """Codegen picks its own names: a user's n, t0, x_i or sum is spelled n_, t0_, x_i_, sum_."""
+    x = gc.data("x")
+    ps = [gc.param(name) for name in CODEGEN_NAMES]
+    total = sum((k + 1) * p * x for k, p in enumerate(ps))
+    f = gc.compile(gc.sum(total * total))
+    xs, values = np.array([1.0, -2.0]), {name: 0.01 * (k + 1) for k, name in enumerate(CODEGEN_NAMES)}
+    r = f({"x": xs, **values})
+    c = sum((k + 1) * values[name] for k, name in enumerate(CODEGEN_NAMES))
+    assert r.loss == pytest.approx(np.sum((c * xs) ** 2), rel=1e-12)
+    for k, name in enumerate(CODEGEN_NAMES):
+        assert r.grads[name] == pytest.approx(2 * c * (k + 1) * np.sum(xs * xs), rel=1e-12)
+    assert "    n_ = theta[" in f.source and "    t0_ = theta[" in f.source and "x_i_ = theta[" in f.source
+    data = {name: gc.data(name) for name in ("n", "i", "lo", "hi", "x_i", "theta", "acc", "out")}
+    a = gc.param("a")
+    g = gc.compile(gc.sum(a * sum(data.values())))
+    arrays = {name: np.full(3, k + 1.0) for k, name in enumerate(data)}
+    assert g(a=2.0, **arrays).loss == 2.0 * 3 * sum(range(1, len(data) + 1))
+
+
+# leaves that would spell a value alike in generated code if codegen took user names as they are
+USED_TO_COLLIDE = {
+    "param x_i, data x": (lambda: gc.sum(gc.param("x_i") * gc.data("x")), {"x_i": 2.0, "x": [1.0, 3.0]}, 8.0),
+    "data grad_a, param a": (lambda: gc.sum(gc.param("a") * gc.data("grad_a")), {"a": 2.0, "grad_a": [1.0, 3.0]}, 8.0),
+    "param W_0, param W (2,)": (lambda: gc.param("W_0") * gc.sum(gc.param("W", shape=2)),
+                                {"W_0": 2.0, "W": [1.0, 3.0]}, 8.0),
+    "data xx_i_0, data xx (N, 2)": (lambda: gc.sum(gc.data("xx_i_0") * gc.data("xx", (None, 2))[:, 0]),
+                                    {"xx_i_0": [2.0, 3.0], "xx": [[1.0, 5.0], [2.0, 5.0]]}, 8.0),
+    "data xx_i1_0, data xx (N, 2)": (lambda: gc.sum(gc.data("xx_i1_0") * gc.data("xx", (None, 2))[:, 0]),
+                                     {"xx_i1_0": [2.0, 3.0], "xx": [[1.0, 5.0], [2.0, 5.0]]}, 8.0),
+    "param x_i1, data x": (lambda: gc.sum(gc.param("x_i1") * gc.data("x")), {"x_i1": 2.0, "x": [1.0, 3.0]}, 8.0),
 }
 
 
-@pytest.mark.parametrize("build", COLLISIONS.values(), ids=COLLISIONS.keys())
-def test_names_that_collide_in_generated_code(build):
-    """These used to alias silently (param x_i read the data) or crash inside Numba."""
+@pytest.mark.parametrize("case", USED_TO_COLLIDE.values(), ids=USED_TO_COLLIDE.keys())
+def test_names_that_looked_alike_in_generated_code_work(case):
+    """These used to alias silently (param x_i read the data), then were refused."""
+    build, values, loss = case
+    assert gc.compile(build())(**{k: np.asarray(v, dtype=float) for k, v in values.items()}).loss == loss
+
+
+def test_names_that_spell_alike_are_refused():
     with pytest.raises(InvalidName, match="rename one"):
-        gc.compile(build())
+        gc.compile(gc.param("lin_w") * gc.param("lin.w"))
 
 
 def test_code_in_a_name_never_runs_and_never_reaches_source(tmp_path, model, inputs):

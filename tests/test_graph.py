@@ -43,8 +43,7 @@ def test_bad_shapes_fail_at_build_time_naming_the_node(build, culprit):
 
 @pytest.mark.parametrize(
     "name",
-    ["1x", "a-b", "a b", "x\ny", "é", "", "lambda", "class", "for", "sum", "print", "np", "theta",
-     "t0", "s12", "a..b", ".a", "x" * 10_000, "__import__('os').system('touch /tmp/pwned')", "a;b", "a'b"],
+    ["1x", "a-b", "a b", "x\ny", "é", "", "lambda", "class", "for", "a..b", ".a", "x" * 10_000, "__import__('os').system('touch /tmp/pwned')", "a;b", "a'b"],
 )
 def test_invalid_names_raise(name):
     with pytest.raises(gc.InvalidName) as err:

@@ -81,3 +81,26 @@ def test_new_learning_rate_reuses_the_compiled_loop(sine_data, cubic):
     r1 = gc.fit(cubic, data={"x": x, "y": y}, init=INIT, optimizer=gc.SGD(lr=1e-6), steps=3)
     r2 = gc.fit(cubic, data={"x": x, "y": y}, init=INIT, optimizer=gc.SGD(lr=2e-6), steps=3)
     assert r1.compiled.path == r2.compiled.path
+
+
+@pytest.mark.parametrize("batch_size", [None, 500])
+def test_seconds_start_after_numba_compiled_the_loop(sine_data, cubic, monkeypatch, batch_size):
+    """res.seconds times the training loop only: Numba compiles it (a 0-step call) before the clock starts."""
+    from graphc import train
+
+    x, y = sine_data
+    seen = []
+    clock = train.time.perf_counter
+
+    def spy():
+        frame = __import__("sys")._getframe(1)
+        loop = frame.f_locals.get("loop")
+        if frame.f_code.co_name == "fit" and loop is not None and not seen:
+            seen.append({key[0] for key in loop.compiled._warm})
+        return clock()
+
+    monkeypatch.setattr(train.time, "perf_counter", spy)
+    res = gc.fit(cubic, data={"x": x, "y": y}, init={"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4},
+                 optimizer=gc.SGD(lr=1e-6), steps=20, log_every=10, batch_size=batch_size)
+    assert seen and ("train_batches" if batch_size else "train") in seen[0]
+    assert res.steps == 20 and len(res.history) == 2

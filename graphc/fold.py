@@ -79,24 +79,20 @@ class Quotient(AsWritten):
         return Quotient(1, b) if argindex == 1 else -Quotient(self, b)
 
     def _sympystr(self, printer: Any) -> str:
-        return f"{_operand(printer, self.args[0])}/{_operand(printer, self.args[1])}"
+        a, b = (wrapped(printer, e, bare_calls=True) for e in self.args)
+        return f"{a}/{b}"
 
     def _latex(self, printer: Any) -> str:
         return rf"\frac{{{printer._print(self.args[0])}}}{{{printer._print(self.args[1])}}}"
 
 
-def _operand(printer: Any, e: sp.Expr) -> str:
-    """A quotient's operand for str(): bare if an atom or a function call."""
+def wrapped(printer: Any, e: sp.Expr, bare_calls: bool = False) -> str:
+    """``e`` parenthesized unless an atom (how every printer prints ``Opaque(e, k)``), or with
+    ``bare_calls`` a function call too (a quotient's operands in ``str``)."""
     text = printer._print(e)
     bare = (e.is_Atom and not (e.is_Number and e.is_negative)) or (
-        isinstance(e, sp.Function) and not isinstance(e, (Quotient, Opaque)))
+        bare_calls and isinstance(e, sp.Function) and not isinstance(e, (Quotient, Opaque)))
     return text if bare else f"({text})"
-
-
-def wrapped(printer: Any, e: sp.Expr) -> str:
-    """How every printer prints ``Opaque(e, k)``: ``e``, parenthesized unless an atom."""
-    text = printer._print(e)
-    return text if e.is_Atom and not (e.is_Number and e.is_negative) else f"({text})"
 
 
 class Literal(sp.Symbol):

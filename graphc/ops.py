@@ -13,7 +13,6 @@ import inspect
 import itertools
 import math
 import numbers
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, Sequence
@@ -112,14 +111,15 @@ def _call_user(op: Elementwise, fn: Callable[..., Any], what: str) -> Any:
         raise
     except (TypeError, AttributeError, ValueError) as exc:
         text = str(exc)
-        ufunc = re.search(r"has no callable (\w+) method", text)
+        # numpy's ufunc on an object calls its method of the same name: np.sin(z) tried z.sin()
+        missing = exc.__cause__ if isinstance(exc.__cause__, AttributeError) else None
+        ufunc = getattr(missing, "name", None) if isinstance(exc, TypeError) else None
         if "truth value" in text:
             advice = ("a Python if/and/or, max/min, np.where or np.maximum needs a value, which the "
                       "argument does not have while the graph is built: use gc.where(cond, a, b), "
                       "gc.maximum or gc.minimum")
         elif ufunc or isinstance(exc, AttributeError):
-            name = ufunc.group(1) if ufunc else None
-            use = f"gc.{name}" if name in __all__ else "gc.sin, gc.exp, ..."
+            use = f"gc.{ufunc}" if ufunc in __all__ else "gc.sin, gc.exp, ..."
             advice = f"numpy's functions need numbers: use graphc's ({use}), which work on the argument"
         elif "convert" in text or "round" in text:
             advice = ("math.* functions, float(), int() and round() need numbers: use graphc's "

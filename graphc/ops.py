@@ -209,19 +209,9 @@ def _cfunction(name: str) -> Callable[..., sp.Expr]:
 _log1p, _expm1, _log2, _log10, _exp2 = map(_cfunction, ("log1p", "expm1", "log2", "log10", "exp2"))
 
 
-def _no_gradient(*args: sp.Expr) -> tuple[sp.Expr, ...]:
-    return (sp.Integer(0),) * len(args)  # sign, floor, ceil, round: 0 everywhere, NaN included (torch)
-
-
 def _arccosh_derivative(z: sp.Expr) -> sp.Expr:
     # torch's (x*x - 1)**-0.5: one sqrt; sympy.diff's 1/(sqrt(x - 1)*sqrt(x + 1)) takes two
     return 1 / sp.sqrt(z**2 - 1)
-
-
-def _partials(cls: type) -> Callable[..., tuple[sp.Expr, ...]]:
-    """The partials ``cls.fdiff`` defines (graphc.special: torch's conventions, e.g. arctan2's
-    gradient is 0 at the origin), as a registry ``derivative``."""
-    return lambda *args: tuple(cls(*args).fdiff(k + 1) for k in range(len(args)))
 
 
 def _logaddexp(a: sp.Expr, b: sp.Expr) -> sp.Expr:
@@ -293,12 +283,14 @@ ELEMENTWISE: dict[str, Elementwise] = {
         Elementwise("erf", sp.erf),
         Elementwise("erfc", special.Erfc),
         Elementwise("square", lambda z: z**2),
-        Elementwise("sign", special.Sign, _no_gradient, kinks=(0.0,)),
-        Elementwise("floor", special.Floor, _no_gradient, kinks=(-2.0, -1.0, 0.0, 1.0, 2.0)),
-        Elementwise("ceil", special.Ceil, _no_gradient, kinks=(-2.0, -1.0, 0.0, 1.0, 2.0)),
-        Elementwise("round", special.Rint, _no_gradient, kinks=(-2.5, -1.5, -0.5, 0.5, 1.5, 2.5)),
-        Elementwise("arctan2", special.Atan2, _partials(special.Atan2), nargs=2),
-        Elementwise("hypot", special.Hypot, _partials(special.Hypot), nargs=2),
+        # graphc.special's functions: sympy.diff takes their fdiff (torch's conventions: sign,
+        # floor, ceil, round 0 everywhere, NaN included; arctan2's gradient 0 at the origin)
+        Elementwise("sign", special.Sign, kinks=(0.0,)),
+        Elementwise("floor", special.Floor, kinks=(-2.0, -1.0, 0.0, 1.0, 2.0)),
+        Elementwise("ceil", special.Ceil, kinks=(-2.0, -1.0, 0.0, 1.0, 2.0)),
+        Elementwise("round", special.Rint, kinks=(-2.5, -1.5, -0.5, 0.5, 1.5, 2.5)),
+        Elementwise("arctan2", special.Atan2, nargs=2),
+        Elementwise("hypot", special.Hypot, nargs=2),
         Elementwise("logaddexp", _logaddexp, _logaddexp_derivative, nargs=2),
         Elementwise("clip", _clip, _clip_derivative, nargs=3),
     ]

@@ -93,11 +93,10 @@ class GraphcPrinter(PythonCodePrinter):
         x, one = self._print(expr.args[0]), self._print(sp.Float(1.0))
         return f"({one} if {x} > 0 else (-{one} if {x} < 0 else {x}))"  # 0, -0.0 and NaN: x
 
-    def _print_Floor(self, expr: sp.Function) -> str:
-        return f"{'np' if self.vector_math else 'math'}.floor({self._print(expr.args[0])})"
+    def _print_numpy_or_math(self, expr: sp.Function) -> str:  # Floor, Ceil: np.floor / math.floor
+        return f"{'np' if self.vector_math else 'math'}.{type(expr).__name__.lower()}({self._print(expr.args[0])})"
 
-    def _print_Ceil(self, expr: sp.Function) -> str:
-        return f"{'np' if self.vector_math else 'math'}.ceil({self._print(expr.args[0])})"
+    _print_Floor = _print_Ceil = _print_numpy_or_math
 
     def _print_Rint(self, expr: sp.Function) -> str:
         x = self._print(expr.args[0])
@@ -111,14 +110,10 @@ class GraphcPrinter(PythonCodePrinter):
         x = self._print(expr.args[0])
         return f"np.exp2({x})" if self.vector_math else f"{self._print(sp.Float(2.0))} ** ({x})"
 
-    def _print_Erfc(self, expr: sp.Function) -> str:
-        return f"math.erfc({self._print(expr.args[0])})"
+    def _print_math(self, expr: sp.Function) -> str:  # Erfc, Atan2, Hypot: math.erfc(x) ...
+        return f"math.{type(expr).__name__.lower()}({', '.join(self._print(a) for a in expr.args)})"
 
-    def _print_Atan2(self, expr: sp.Function) -> str:
-        return f"math.atan2({self._print(expr.args[0])}, {self._print(expr.args[1])})"
-
-    def _print_Hypot(self, expr: sp.Function) -> str:
-        return f"math.hypot({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+    _print_Erfc = _print_Atan2 = _print_Hypot = _print_math
 
     def parenthesize(self, item: sp.Basic, level: int, strict: bool = False) -> str:
         # x**2 prints as x*x: inside any larger expression it needs parentheses a Pow doesn't

@@ -54,6 +54,9 @@ class GraphcPrinter(PythonCodePrinter):
         a, b = expr.args
         return f"{self.parenthesize(a, precedence(expr))}/{self.parenthesize(b, precedence(expr), strict=True)}"
 
+    def _print_Terms(self, expr: sp.Expr) -> str:  # codegen.loops.Terms: a sum in written order
+        return " + ".join(self.parenthesize(a, precedence(sp.Add(sp.Symbol("a"), sp.Symbol("b")))) for a in expr.args)
+
     def _print_Literal(self, expr: fold.Literal) -> str:
         v = expr.value
         return "-0.0" if v == 0 else "math.nan" if v != v else "math.inf" if v > 0 else "-math.inf"

@@ -18,7 +18,7 @@ with _collector.paused():
 
     threads.configure()  # a threadsafe Numba threading layer, before any parallel code runs
 
-    from . import nn  # noqa: E402
+    from . import interop, nn  # noqa: E402  interop: numpy functions on nodes (np.sin(node) ...)
     from .compile import Compiled, compile  # noqa: E402
     from .errors import (  # noqa: E402
         BindingError, DTypeError, GraphcError, InvalidName, NonFiniteLoss, ShapeError, TargetError,

@@ -47,7 +47,6 @@ def sample_axis(shape: Shape) -> int | None:
 
 
 # --- names ------------------------------------------------------------------------------
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_NAME = 64
 # Identifiers the generated code itself uses. A user name among them is spelled differently
 # in generated code (``spell``: n -> n_), never refused.
@@ -72,7 +71,7 @@ def check_name(name: Any, what: str = "name") -> str:
     if len(name) > MAX_NAME:
         raise InvalidName(f"{what} {shown} is longer than {MAX_NAME} characters")
     for part in name.split("."):
-        if not _IDENT.fullmatch(part):
+        if not (part.isascii() and part.isidentifier()):
             raise InvalidName(
                 f"{what} {shown} is not an ASCII identifier "
                 "(letters, digits and _, not starting with a digit; '.' separates parts)"
@@ -125,17 +124,8 @@ class Node:
     dtype: str = "float"  # "float" | "bool"; the float width is chosen at compile time
     name: str | None = None
 
-    # numpy on nodes builds nodes: np.sin(node), np.array(2.0) * node, np.sum(node, axis=0) ...
-    # (the tables are in interop.py; what graphc lacks raises an UnsupportedError naming it)
-    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        from . import interop
-
-        return interop.array_ufunc(ufunc, method, inputs, kwargs)
-
-    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
-        from . import interop
-
-        return interop.array_function(func, types, args, kwargs)
+    # numpy on nodes builds nodes (np.sin(node), np.sum(node, axis=0) ...): interop.py installs
+    # __array_ufunc__ and __array_function__; ops.py the operators, methods and __str__.
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
         raise GraphcError(
@@ -176,11 +166,6 @@ class Node:
         if not self.shape or self.shape[0] is N:
             raise GraphcError(f"{self.label()} has no fixed length (shape {format_shape(self.shape)})")
         return self.shape[0]
-
-    def __str__(self) -> str:
-        from .ops import expression_string
-
-        return expression_string(self)
 
     def __repr__(self) -> str:
         return f"<graphc {self.op} {self.label()} shape={format_shape(self.shape)}>"
@@ -242,29 +227,6 @@ class Graph:
     @property
     def params(self) -> list[Node]:
         return [n for n in self.nodes if n.op == "param"]
-
-    def __str__(self) -> str:
-        """jaxpr-style listing: one line per op node."""
-        from .ops import node_line
-
-        names: dict[int, str] = {}
-        for node in self.nodes:
-            if node.name is not None:
-                names[id(node)] = node.name
-        leaves = [f"{n.name}:{format_shape(n.shape)}" for n in self.nodes if n.op in ("data", "param")]
-        lines = ["{ lambda " + " ".join(leaves) + " . let"]
-        count = 0
-        for node in self.nodes:
-            if node.op in ("data", "param"):
-                continue
-            if node.op == "const" and not node.shape:
-                names[id(node)] = str(node)
-                continue
-            names[id(node)] = f"v{count}"
-            count += 1
-            lines.append(f"    {names[id(node)]}:{format_shape(node.shape)} = {node_line(node, names)}")
-        lines.append("  in ( " + " ".join(names[id(o)] for o in self.outputs) + " ) }")
-        return "\n".join(lines)
 
 
 def _check_code_names(leaves: list[Node]) -> None:

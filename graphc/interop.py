@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import ops
+from .graph import Node
 from .errors import GraphcError, UnsupportedError
 
 _NO_VALUE = getattr(np, "_NoValue", None)  # numpy's "argument not given"
@@ -218,3 +219,15 @@ def array_function(func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
         return build(*args, **kwargs)
     except TypeError as exc:  # a wrong argument: numpy's own message, as a GraphcError
         raise GraphcError(f"{_numpy_name(func)}: {exc}") from exc
+
+
+def _node_array_ufunc(self: Node, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+    return array_ufunc(ufunc, method, inputs, kwargs)
+
+
+def _node_array_function(self: Node, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+    return array_function(func, types, args, kwargs)
+
+
+Node.__array_ufunc__ = _node_array_ufunc
+Node.__array_function__ = _node_array_function

@@ -23,7 +23,7 @@ import sympy as sp
 from . import fold
 from . import special
 from .errors import DTypeError, GraphcError, ShapeError, UnsupportedError
-from .graph import N, Node, check_name, format_shape, sample_axis
+from .graph import N, Graph, Node, check_name, format_shape, sample_axis
 
 
 # ---- elementwise registry ---------------------------------------------------------------
@@ -830,3 +830,29 @@ __all__ += [  # numpy's math functions (issue #16)
     "expm1", "log2", "log10", "exp2", "erf", "erfc", "square", "sign", "floor", "ceil", "round", "clip",
     "hypot", "logaddexp", "atan", "asin", "acos", "atan2", "asinh", "acosh", "atanh",
 ]
+
+
+def graph_listing(self: Graph) -> str:
+    """jaxpr-style listing: one line per op node (``str(graph)``)."""
+    names: dict[int, str] = {}
+    for node in self.nodes:
+        if node.name is not None:
+            names[id(node)] = node.name
+    leaves = [f"{n.name}:{format_shape(n.shape)}" for n in self.nodes if n.op in ("data", "param")]
+    lines = ["{ lambda " + " ".join(leaves) + " . let"]
+    count = 0
+    for node in self.nodes:
+        if node.op in ("data", "param"):
+            continue
+        if node.op == "const" and not node.shape:
+            names[id(node)] = str(node)
+            continue
+        names[id(node)] = f"v{count}"
+        count += 1
+        lines.append(f"    {names[id(node)]}:{format_shape(node.shape)} = {node_line(node, names)}")
+    lines.append("  in ( " + " ".join(names[id(o)] for o in self.outputs) + " ) }")
+    return "\n".join(lines)
+
+
+Node.__str__ = expression_string
+Graph.__str__ = graph_listing

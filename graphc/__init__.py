@@ -8,7 +8,7 @@
     res = gc.fit(loss, data={"x": xs, "y": ys}, init={...}, optimizer=gc.SGD(lr=1e-6), steps=2000)
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 from . import collector as _collector  # noqa: E402
 

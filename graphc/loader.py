@@ -22,7 +22,7 @@ from types import ModuleType
 import numba
 import numpy as np
 
-from . import __version__
+from .version import __version__
 
 
 def cache_dir() -> Path:

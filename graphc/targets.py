@@ -19,9 +19,10 @@ class Target:
     name: str
     emitters: tuple[tuple[str, str], ...]  # (schedule, "module:Class" under graphc.codegen)
     batches: bool  # fit(batch_size=...) runs its mini-batches inside the compiled loop
-    device: bool  # data and parameters live on a device; calls go through cuda_runtime
+    device: bool  # data and parameters live on a device; calls go through its runtime
     threaded: bool  # runs Numba's threads (serialized under the workqueue layer: threads.guard)
     summary: str
+    runtime: str = ""  # the module (under graphc) that checks and drives a device target
 
     @property
     def schedules(self) -> tuple[str, ...]:
@@ -38,10 +39,8 @@ class Target:
 
     def require(self) -> None:
         """A clear TargetError now if the target cannot run here (no GPU, no numba.cuda)."""
-        if self.device:
-            from . import cuda_runtime
-
-            cuda_runtime.require()
+        if self.runtime:
+            importlib.import_module(f"graphc.{self.runtime}").require()
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
@@ -50,7 +49,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("parallel", (("fused", "parallel:ParallelEmitter"), ("blocked", "blocked:BlockedParallelEmitter")),
            batches=True, device=False, threaded=True, summary="@njit(parallel=True), fixed blocks of samples over all cores"),
     Target("cuda", (("fused", "cuda:CudaEmitter"),),
-           batches=False, device=True, threaded=False, summary="numba.cuda kernels, data resident on the GPU"),
+           batches=False, device=True, threaded=False, summary="numba.cuda kernels, data resident on the GPU",
+           runtime="cuda_runtime"),
 ]}
 
 

@@ -1,24 +1,52 @@
 """Optimizers and learning-rate schedules with ``torch.optim``'s formulas and argument names.
 
-An optimizer is a small frozen dataclass: its hyperparameters (passed to the compiled
-loop at run time, so a new learning rate does not recompile) and the lines of its update,
-which the code generator inlines into the training loop. Inside those lines ``theta[idx]``
-is the parameter, ``grad[idx]`` its gradient, ``state[j, idx]`` its j-th state slot,
-``count`` the 1-based step number and ``lr_t`` the learning rate of this step (``lr``, or
-what the schedule makes of it). Only the *structure* (which terms exist) is part of the
-generated source; the numbers are not.
+An optimizer is a small frozen dataclass: its hyperparameters (passed to the compiled loop
+at run time, so a new learning rate does not recompile) and its update, written as SymPy
+expressions: ``update(p, g, state, t)`` returns the new value of a parameter element ``p``
+with gradient ``g``, and the new value of each state slot (``state`` maps slot names to
+their current values), at step ``t`` (the 1-based step count). The expressions are in
+symbols: one per hyperparameter, named after its key in ``hyper`` (``h.lr``, ``h.beta1``,
+...), and ``h.lr_t``, the learning rate of this step, which the schedule defines as an
+expression of ``t`` and the hyperparameters (``Schedule.learning_rate``). The numbers never
+enter an expression: only the *structure* (which terms exist) reaches the generated source,
+which prints the expressions with the same printer and ``sympy.cse`` as the loss and
+gradients (codegen/cpu.py, ``lower_update``).
+
+``order`` is what an update needs: 1, the gradient; 2, also the exact Hessian (``Newton``:
+the generated code solves for the Newton direction and passes it as ``g``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
+
+import sympy as sp
+from sympy.core.parameters import distribute
 
 from .errors import GraphcError
 from .graph import Node
 from .ops import param
 from .schedule import Plan
+
+# The symbols an update is written in (``expressions``): the parameter element, its
+# gradient, the 1-based step count and the learning rate of this step; hyperparameters and
+# state slots get theirs from their names (``hyper_symbol``, ``slot_symbol``).
+P = sp.Symbol("p", real=True)
+G = sp.Symbol("g", real=True)
+COUNT = sp.Symbol("count", integer=True, positive=True)
+LR_T = sp.Symbol("lr_t", real=True)
+
+
+def hyper_symbol(name: str) -> sp.Symbol:
+    """The symbol of hyperparameter ``name`` (generated code loads it from ``hyper``)."""
+    return sp.Symbol(name, real=True)
+
+
+def slot_symbol(slot: str) -> sp.Symbol:
+    """The current value of state slot ``slot`` of one parameter element."""
+    return sp.Symbol(f"state_{slot}", real=True)
 
 
 def _check(obj: object, skip: tuple[str, ...] = ()) -> None:
@@ -39,15 +67,35 @@ def _check_schedule(opt: Any) -> None:
         )
 
 
+class Symbols:
+    """``h.<name>``: the symbols of an optimizer's hyperparameters (and ``h.lr_t``); a name it
+    does not have is a GraphcError naming the optimizer."""
+
+    def __init__(self, owner: str, symbols: dict[str, sp.Symbol]) -> None:
+        self._owner, self._symbols = owner, symbols
+
+    def __getattr__(self, name: str) -> sp.Symbol:
+        symbols = self.__dict__.get("_symbols", {})
+        if name in symbols:
+            return symbols[name]
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise GraphcError(f"{self._owner}: its update uses h.{name}, which is not one of its "
+                          f"hyperparameters ({', '.join(k for k in symbols if k != 'lr_t')})")
+
+
 # ---- learning-rate schedules (one lr per optimizer step, like scheduler.step() after it) ----
 class Schedule:
-    """The learning rate of step ``count`` (1-based) as one line of generated code."""
-
-    line: str = "lr_t = lr"
+    """The learning rate of step ``t`` (1-based) as a SymPy expression (no schedule: ``lr``)."""
 
     @property
     def hyper(self) -> dict[str, float]:
         return {f.name.lower(): float(getattr(self, f.name)) for f in fields(self)}
+
+    def learning_rate(self, t: sp.Expr, h: Symbols) -> sp.Expr:
+        """The learning rate at step ``t`` in the optimizer's ``lr`` and this schedule's
+        hyperparameters (``h.<key>``, keys as in ``hyper``)."""
+        return h.lr
 
 
 @dataclass(frozen=True)
@@ -62,7 +110,8 @@ class StepLR(Schedule):
         if not isinstance(self.step_size, int) or self.step_size < 1:
             raise GraphcError(f"StepLR: step_size must be an integer >= 1, got {self.step_size!r}")
 
-    line = "lr_t = lr * gamma ** ((count - 1) // step_size)  # StepLR"
+    def learning_rate(self, t: sp.Expr, h: Symbols) -> sp.Expr:
+        return h.lr * h.gamma ** sp.floor((t - 1) / h.step_size)
 
 
 @dataclass(frozen=True)
@@ -74,7 +123,8 @@ class ExponentialLR(Schedule):
     def __post_init__(self) -> None:
         _check(self)
 
-    line = "lr_t = lr * gamma ** (count - 1)  # ExponentialLR"
+    def learning_rate(self, t: sp.Expr, h: Symbols) -> sp.Expr:
+        return h.lr * h.gamma ** (t - 1)
 
 
 @dataclass(frozen=True)
@@ -90,17 +140,42 @@ class CosineAnnealingLR(Schedule):
         if not isinstance(self.T_max, int) or self.T_max < 1:
             raise GraphcError(f"CosineAnnealingLR: T_max must be an integer >= 1, got {self.T_max!r}")
 
-    line = "lr_t = eta_min + (lr - eta_min) * (1.0 + math.cos(math.pi * (count - 1) / t_max)) / 2.0  # cosine"
+    def learning_rate(self, t: sp.Expr, h: Symbols) -> sp.Expr:
+        # the halving as 0.5 * (...): a Rational 1/2 would distribute over the sum
+        return h.eta_min + sp.Float(0.5) * (h.lr - h.eta_min) * (1 + sp.cos(sp.pi * (t - 1) / h.t_max))
 
 
 # ---- optimizers -------------------------------------------------------------------------
-class Optimizer:
-    """Shared parts: run-time hyperparameters, per-step lines, state slots."""
+@dataclass(frozen=True)
+class Update:
+    """One optimizer step for one parameter element: its new value and each slot's."""
 
+    param: sp.Expr
+    state: dict[str, sp.Expr] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    """An optimizer's step at the canonical symbols (P, G, slot_symbol(s), COUNT, LR_T and
+    hyper_symbol(k)): what the code generator prints and the plan cache keys on."""
+
+    lr: sp.Expr  # lr_t, in COUNT and the hyperparameters
+    update: Update
+    shift: sp.Expr | None = None  # order 2: what is added to the Hessian's diagonal
+
+
+class Optimizer:
+    """Shared parts: run-time hyperparameters, state slots, the symbolic step."""
+
+    order = 1  # derivatives the update needs: 1 the gradient, 2 also the exact Hessian
     slots: tuple[str, ...] = ()
     schedule: Schedule | None = None
 
     def own_hyper(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def update(self, p: sp.Expr, g: sp.Expr, state: dict[str, sp.Expr], t: sp.Expr) -> Update:
+        """The new ``p`` and slots after one step with gradient ``g`` at step ``t`` (SymPy)."""
         raise NotImplementedError
 
     @property
@@ -109,12 +184,51 @@ class Optimizer:
         h = {k: float(v) for k, v in self.own_hyper().items()}
         return h | (self.schedule.hyper if self.schedule is not None else {})
 
+    @property
+    def second_order(self) -> bool:
+        """``order >= 2`` (what train.py asks: a Hessian plan, the fused schedule only)."""
+        return self.order >= 2
+
+    @property
+    def h(self) -> Symbols:
+        """The symbols an update is written in: ``h.<hyper key>`` and ``h.lr_t``. Only this
+        optimizer's keys exist, so an update cannot use a number the loop is not passed."""
+        return Symbols(type(self).__name__, {k: hyper_symbol(k) for k in self.hyper} | {"lr_t": LR_T})
+
     def initial_state(self, slot: str) -> float:
         return 0.0
 
-    def step_lines(self) -> list[str]:
-        """Lines run once per step, before the per-parameter update."""
-        return [(self.schedule or Schedule()).line]
+    def learning_rate(self, t: sp.Expr) -> sp.Expr:
+        """The learning rate of step ``t``: the schedule's expression (``lr`` without one)."""
+        return (self.schedule or Schedule()).learning_rate(t, self.h)
+
+    def expressions(self) -> Step:
+        """``update`` and ``lr`` at the canonical symbols, checked: the new state has one
+        expression per slot, and every symbol is one the generated code defines."""
+        state = {s: slot_symbol(s) for s in self.slots}
+        with distribute(False):  # keep c*(a + b) a product, as written
+            lr, upd = self.learning_rate(COUNT), self.update(P, G, state, COUNT)
+            shift = self.diagonal_shift() if self.order >= 2 else None
+        if set(upd.state) != set(self.slots):
+            raise GraphcError(f"{type(self).__name__}.update: new state for {sorted(upd.state)}, "
+                              f"but its slots are {list(self.slots)}")
+        per_step = {COUNT, *(hyper_symbol(k) for k in self.hyper)}  # what lr_t may use
+        known = per_step | {P, G, LR_T, *state.values()}
+        exprs = [upd.param, *upd.state.values(), *([shift] if shift is not None else [])]
+        stray = set().union(*(sp.sympify(e).free_symbols for e in exprs)) - known
+        stray |= sp.sympify(lr).free_symbols - per_step
+        if stray:
+            raise GraphcError(f"{type(self).__name__}: its update or learning rate uses "
+                              f"{sorted(map(str, stray))}, which the generated code does not define")
+        return Step(lr, Update(upd.param, {s: upd.state[s] for s in self.slots}), shift)
+
+    def structure(self) -> tuple:
+        """What the generated code takes from this optimizer (the plan cache's key): the
+        expressions over symbols, the hyperparameter and slot names; never the numbers."""
+        step = self.expressions()
+        exprs = (step.lr, step.update.param, *step.update.state.values(), step.shift)
+        return (self.order, tuple(self.hyper), tuple(self.slots), self.formula,
+                tuple(sp.srepr(e) for e in exprs))
 
     @property
     def signature(self) -> str:
@@ -122,11 +236,9 @@ class Optimizer:
         names = ", ".join(self.hyper)
         return f"{type(self).__name__}({names}) with state {list(self.slots)}; values passed at run time"
 
-    def slot(self, name: str) -> int:
-        return self.slots.index(name)
-
-    def decay_line(self) -> list[str]:
-        return ["g += weight_decay * theta[idx]"] if self.weight_decay else []
+    def decayed(self, p: sp.Expr, g: sp.Expr) -> sp.Expr:
+        """``g + weight_decay * p`` (torch's L2 weight decay), or ``g`` without it."""
+        return g + self.h.weight_decay * p if self.weight_decay else g
 
 
 @dataclass(frozen=True)
@@ -159,15 +271,14 @@ class SGD(Optimizer):
     def formula(self) -> str:
         return "SGD: p -= lr * g" + (" (g with momentum)" if self.momentum else "")
 
-    def update_lines(self) -> list[str]:
-        lines = ["g = grad[idx]", *self.decay_line()]
-        if self.momentum:
-            lines += [
-                "buf = g if count == 1 else momentum * state[0, idx] + (1.0 - dampening) * g",
-                "state[0, idx] = buf",
-                "g = g + momentum * buf" if self.nesterov else "g = buf",
-            ]
-        return lines + ["theta[idx] -= lr_t * g"]
+    def update(self, p: sp.Expr, g: sp.Expr, state: dict[str, sp.Expr], t: sp.Expr) -> Update:
+        h, g = self.h, self.decayed(p, g)
+        if not self.momentum:
+            return Update(p - h.lr_t * g)
+        moved = h.momentum * state["momentum_buffer"] + (1 - h.dampening) * g
+        buf = sp.Piecewise((g, sp.Eq(t, 1)), (moved, True))  # torch: buf = g at the first step
+        step = g + h.momentum * buf if self.nesterov else buf
+        return Update(p - h.lr_t * step, {"momentum_buffer": buf})
 
 
 @dataclass(frozen=True)
@@ -196,19 +307,16 @@ class Adam(Optimizer):
     slots = ("exp_avg", "exp_avg_sq")
     formula = "Adam: p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)"
 
-    def update_lines(self) -> list[str]:
-        return ["g = grad[idx]", *self.decay_line(), *self.moment_lines()]
+    def update(self, p: sp.Expr, g: sp.Expr, state: dict[str, sp.Expr], t: sp.Expr) -> Update:
+        return self.adam(p, self.decayed(p, g), state, t)
 
-    @staticmethod
-    def moment_lines() -> list[str]:
-        return [
-            "m = beta1 * state[0, idx] + (1.0 - beta1) * g",
-            "v = beta2 * state[1, idx] + (1.0 - beta2) * g * g",
-            "state[0, idx] = m",
-            "state[1, idx] = v",
-            "denom = math.sqrt(v) / math.sqrt(1.0 - beta2**count) + eps",
-            "theta[idx] -= lr_t / (1.0 - beta1**count) * m / denom",
-        ]
+    def adam(self, p: sp.Expr, g: sp.Expr, state: dict[str, sp.Expr], t: sp.Expr) -> Update:
+        """Adam's moments and step (torch's order: lr / bias1 * m / (sqrt(v) / sqrt(bias2) + eps))."""
+        h = self.h
+        m = h.beta1 * state["exp_avg"] + (1 - h.beta1) * g
+        v = h.beta2 * state["exp_avg_sq"] + (1 - h.beta2) * g * g
+        denom = sp.sqrt(v) / sp.sqrt(1 - h.beta2**t) + h.eps
+        return Update(p - h.lr_t / (1 - h.beta1**t) * m / denom, {"exp_avg": m, "exp_avg_sq": v})
 
 
 @dataclass(frozen=True)
@@ -219,9 +327,10 @@ class AdamW(Adam):
 
     formula = "AdamW: p *= 1 - lr * weight_decay; then Adam without L2"
 
-    def update_lines(self) -> list[str]:
-        decay = ["theta[idx] *= 1.0 - lr_t * weight_decay"] if self.weight_decay else []
-        return ["g = grad[idx]", *decay, *self.moment_lines()]
+    def update(self, p: sp.Expr, g: sp.Expr, state: dict[str, sp.Expr], t: sp.Expr) -> Update:
+        h = self.h
+        p = p * (1 - h.lr_t * h.weight_decay) if self.weight_decay else p
+        return self.adam(p, g, state, t)
 
 
 @dataclass(frozen=True)
@@ -253,29 +362,19 @@ class RMSprop(Optimizer):
 
     formula = "RMSprop: v = alpha * v + (1 - alpha) * g**2; p -= lr * g / (sqrt(v) + eps)"
 
-    def update_lines(self) -> list[str]:
-        lines = [
-            "g = grad[idx]",
-            *self.decay_line(),
-            "v = alpha * state[0, idx] + (1.0 - alpha) * g * g",
-            "state[0, idx] = v",
-        ]
+    def update(self, p: sp.Expr, g: sp.Expr, state: dict[str, sp.Expr], t: sp.Expr) -> Update:
+        h, g = self.h, self.decayed(p, g)
+        v = h.alpha * state["square_avg"] + (1 - h.alpha) * g * g
+        new = {"square_avg": v}
         if self.centered:
-            k = self.slot("grad_avg")
-            lines += [
-                f"g_avg = alpha * state[{k}, idx] + (1.0 - alpha) * g",
-                f"state[{k}, idx] = g_avg",
-                "avg = math.sqrt(v - g_avg * g_avg) + eps",
-            ]
+            new["grad_avg"] = g_avg = h.alpha * state["grad_avg"] + (1 - h.alpha) * g
+            avg = sp.sqrt(v - g_avg * g_avg) + h.eps
         else:
-            lines.append("avg = math.sqrt(v) + eps")
+            avg = sp.sqrt(v) + h.eps
         if self.momentum:
-            return lines + [
-                "buf = momentum * state[1, idx] + g / avg",
-                "state[1, idx] = buf",
-                "theta[idx] -= lr_t * buf",
-            ]
-        return lines + ["theta[idx] -= lr_t * g / avg"]
+            new["momentum_buffer"] = buf = h.momentum * state["momentum_buffer"] + g / avg
+            return Update(p - h.lr_t * buf, new)
+        return Update(p - h.lr_t * g / avg, new)
 
 
 @dataclass(frozen=True)
@@ -304,17 +403,11 @@ class Adagrad(Optimizer):
     def initial_state(self, slot: str) -> float:
         return float(self.initial_accumulator_value)
 
-    def update_lines(self) -> list[str]:
-        clr = "clr = lr_t / (1.0 + (count - 1) * lr_decay)" if self.lr_decay else "clr = lr_t"
-        return [
-            "g = grad[idx]",
-            *self.decay_line(),
-            clr,
-            "s = state[0, idx] + g * g",
-            "state[0, idx] = s",
-            "theta[idx] -= clr * g / (math.sqrt(s) + eps)",
-        ]
-
+    def update(self, p: sp.Expr, g: sp.Expr, state: dict[str, sp.Expr], t: sp.Expr) -> Update:
+        h, g = self.h, self.decayed(p, g)
+        clr = h.lr_t / (1 + (t - 1) * h.lr_decay) if self.lr_decay else h.lr_t
+        s = state["sum"] + g * g
+        return Update(p - clr * g / (sp.sqrt(s) + h.eps), {"sum": s})
 
 
 # ---- second order: exact Hessians from differentiating the gradient graph again ----------
@@ -324,7 +417,8 @@ class Newton(Optimizer):
 
     ``H`` is the exact Hessian: graphc differentiates the gradient graph once more, and the
     compiled loop computes loss, gradient and Hessian in the same fused pass. For scalar
-    parameters only (a handful: the linear solve is dense).
+    parameters only (a handful: the linear solve is dense). ``order = 2``: the generated
+    code solves for ``delta`` and hands it to ``update`` as ``g``.
     """
 
     lr: float = 1.0
@@ -335,54 +429,18 @@ class Newton(Optimizer):
         _check(self, ("schedule",))
         _check_schedule(self)
 
-    second_order = True
+    order = 2
     formula = "Newton: solve (H + damping * I) delta = grad; p -= lr * delta"
 
     def own_hyper(self) -> dict[str, float]:
         return {"lr": self.lr, "damping": self.damping}
 
-    def solve_lines(self, n: int) -> list[str]:
-        return [
-            f"hess = np.empty(({n}, {n}))  # grad[{n}:] holds the Hessian's upper triangle, row by row",
-            f"delta = grad[:{n}].copy()",
-            f"k = {n}",
-            f"for r in range({n}):",
-            f"    for c in range(r, {n}):",
-            "        hess[r, c] = grad[k]",
-            "        hess[c, r] = grad[k]",
-            "        k += 1",
-            "    hess[r, r] += damping",
-            "solve(hess, delta)  # delta = (H + damping * I)^-1 grad",
-            f"for idx in range({n}):",
-            "    theta[idx] -= lr_t * delta[idx]",
-        ]
+    def diagonal_shift(self) -> sp.Expr:
+        """What the solve adds to the Hessian's diagonal."""
+        return self.h.damping
 
-    def helpers(self) -> list[str]:
-        return [SOLVE]
-
-
-SOLVE = '''@numba.njit(**OPTS)
-def solve(A, b):
-    """Solve A x = b in place (b becomes x): Gaussian elimination with partial pivoting."""
-    n = b.shape[0]
-    for col in range(n):
-        piv = col
-        for r in range(col + 1, n):
-            if abs(A[r, col]) > abs(A[piv, col]):
-                piv = r
-        for c in range(n):
-            A[col, c], A[piv, c] = A[piv, c], A[col, c]
-        b[col], b[piv] = b[piv], b[col]
-        for r in range(col + 1, n):
-            f = A[r, col] / A[col, col]
-            for c in range(col, n):
-                A[r, c] -= f * A[col, c]
-            b[r] -= f * b[col]
-    for r in range(n - 1, -1, -1):
-        s = b[r]
-        for c in range(r + 1, n):
-            s -= A[r, c] * b[c]
-        b[r] = s / A[r, r]'''
+    def update(self, p: sp.Expr, g: sp.Expr, state: dict[str, sp.Expr], t: sp.Expr) -> Update:
+        return Update(p - self.h.lr_t * g)  # g: the Newton direction delta
 
 
 @dataclass
@@ -438,10 +496,12 @@ def _drop_stand_ins(plan: Plan, wrt: list, labels: dict[str, str]) -> HessianPla
     n, m = len(wrt), len(labels)
     shift = lambda k: k if k < n else k - m  # noqa: E731  (frozen parameters move down by m)
     layout = {name: (shift(off), shape) for name, (off, shape) in plan.layout.items() if name not in labels}
-    for acc in plan.accumulators:
-        for name, label in labels.items():
-            if acc.comment == f"d(loss)/d({name})":
-                acc.comment = label
+    # an accumulator that is a stand-in's output (the first output it is) sums a Hessian entry
+    accs = {acc.symbol: acc for acc in plan.accumulators}
+    entries = plan.outputs[1 + n:1 + n + m]
+    for k, (out, label) in enumerate(zip(entries, labels.values())):
+        if out in accs and out not in plan.outputs[:1 + n + k]:
+            accs[out].comment = label
     changed = dict(
         wrt=wrt,
         layout=layout,
@@ -450,6 +510,7 @@ def _drop_stand_ins(plan: Plan, wrt: list, labels: dict[str, str]) -> HessianPla
     )
     kept = {f.name: getattr(plan, f.name) for f in fields(Plan)}
     return HessianPlan(**(kept | changed), n_hessian=m)
+
 
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad, Newton)}
 SCHEDULES = {cls.__name__: cls for cls in (StepLR, ExponentialLR, CosineAnnealingLR)}

@@ -154,21 +154,10 @@ def _encode(value: Any, n_wrt: int = 0) -> Any:
 
 
 def _optimizer(opt: Any, n_wrt: int) -> tuple:
-    """What the generated training loop takes from an optimizer: its lines, not its numbers."""
-
-    def lines(name: str, *a: Any) -> Any:
-        fn = getattr(opt, name, None)
-        return tuple(fn(*a)) if callable(fn) else None
-
-    own = ()
-    if dataclasses.is_dataclass(opt):  # structural fields (flags, schedule types); numbers run at run time
-        own = tuple((f.name, type(v).__qualname__, v if isinstance(v, (bool, str, type(None))) else None)
-                    for f in dataclasses.fields(opt) for v in [getattr(opt, f.name)])
+    """What the generated training loop takes from an optimizer: its update's SymPy
+    expressions over symbols (``Optimizer.structure``), never its numbers (those run at run time)."""
     try:
-        return ("optimizer", type(opt).__module__, type(opt).__qualname__, own, tuple(opt.hyper),
-                tuple(opt.slots), str(opt.formula), str(getattr(opt, "signature", "")),
-                bool(getattr(opt, "second_order", False)), lines("step_lines"), lines("update_lines"),
-                lines("helpers"), lines("solve_lines", n_wrt))
+        return ("optimizer", type(opt).__module__, type(opt).__qualname__, opt.structure())
     except Exception as exc:  # noqa: BLE001 - an optimizer we cannot describe is not cached
         raise Uncacheable(f"cannot key optimizer {opt!r}") from exc
 

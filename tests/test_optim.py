@@ -7,8 +7,10 @@ import math
 
 import numpy as np
 import pytest
+import sympy as sp
 
 import graphc as gc
+from graphc import optim
 
 X = np.linspace(-math.pi, math.pi, 2000)
 Y = np.sin(X)
@@ -182,7 +184,7 @@ def test_schedules_match_torch(loss, name):
 
 def test_schedule_line_in_source(loss):
     src = fit(loss, SCHEDULED["sgd-step"][0]).source
-    assert "lr_t = lr * gamma ** ((count - 1) // step_size)" in src
+    assert "lr_t = gamma**math.floor((count - 1)/step_size)*lr" in src
 
 
 def test_hyperparameters_do_not_change_source(loss):
@@ -218,6 +220,172 @@ def test_state_slots(loss):
     res = fit(loss, gc.Adam(lr=1e-2))
     assert set(res.state) == {"count", "exp_avg", "exp_avg_sq"}
     assert res.state["count"] == STEPS and res.state["exp_avg"].shape == (4,)
+
+
+# ---- the update expressions, at a point, vs torch's documented formulas ------------------
+# Each optimizer's update(p, g, state, t) is SymPy; evaluated here with sympy at one point and
+# compared with the formula of torch.optim's documentation, written out independently.
+PT, GT = 0.7, -0.3  # the parameter element and its gradient
+STATE0 = {"momentum_buffer": 0.25, "exp_avg": 0.05, "exp_avg_sq": 0.02, "square_avg": 0.04,
+          "grad_avg": -0.1, "sum": 0.5}
+
+
+def evaluate(opt, t: int) -> tuple[float, dict[str, float]]:
+    """opt.update at p=PT, g=GT, state=STATE0, step t, lr_t=lr, with its hyperparameters' values."""
+    p, g, step = sp.symbols("p_ g_ t_", real=True)  # update is written for any symbols
+    state = {s: sp.Symbol(f"old_{s}", real=True) for s in opt.slots}
+    upd = opt.update(p, g, state, step)
+    at = {p: PT, g: GT, step: t, optim.LR_T: opt.hyper["lr"]}
+    at |= {optim.hyper_symbol(k): v for k, v in opt.hyper.items()}
+    at |= {state[s]: STATE0[s] for s in opt.slots}
+    assert set(upd.state) == set(opt.slots)
+    return float(upd.param.subs(at)), {s: float(e.subs(at)) for s, e in upd.state.items()}
+
+
+def torch_sgd(t, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    g = GT + weight_decay * PT
+    new = {}
+    if momentum:
+        b = g if t == 1 else momentum * STATE0["momentum_buffer"] + (1 - dampening) * g
+        new["momentum_buffer"] = b
+        g = g + momentum * b if nesterov else b
+    return PT - lr * g, new
+
+
+def torch_adam(t, lr, betas, eps, weight_decay=0.0, decoupled=False):
+    b1, b2 = betas
+    p, g = PT, GT
+    if decoupled:
+        p = p * (1 - lr * weight_decay)
+    else:
+        g = g + weight_decay * p
+    m = b1 * STATE0["exp_avg"] + (1 - b1) * g
+    v = b2 * STATE0["exp_avg_sq"] + (1 - b2) * g**2
+    m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+    return p - lr * m_hat / (math.sqrt(v_hat) + eps), {"exp_avg": m, "exp_avg_sq": v}
+
+
+def torch_rmsprop(t, lr, alpha, eps, weight_decay=0.0, momentum=0.0, centered=False):
+    g = GT + weight_decay * PT
+    v = alpha * STATE0["square_avg"] + (1 - alpha) * g**2
+    new, v_tilde = {"square_avg": v}, v
+    if centered:
+        new["grad_avg"] = ga = alpha * STATE0["grad_avg"] + (1 - alpha) * g
+        v_tilde = v - ga**2
+    if momentum:
+        new["momentum_buffer"] = b = momentum * STATE0["momentum_buffer"] + g / (math.sqrt(v_tilde) + eps)
+        return PT - lr * b, new
+    return PT - lr * g / (math.sqrt(v_tilde) + eps), new
+
+
+def torch_adagrad(t, lr, lr_decay, weight_decay, eps):
+    g = GT + weight_decay * PT
+    clr = lr / (1 + (t - 1) * lr_decay)
+    s = STATE0["sum"] + g**2
+    return PT - clr * g / (math.sqrt(s) + eps), {"sum": s}
+
+
+FORMULAS = {
+    "sgd": (gc.SGD(lr=0.1), lambda t: torch_sgd(t, 0.1)),
+    "sgd-momentum": (gc.SGD(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01),
+                     lambda t: torch_sgd(t, 0.1, 0.9, 0.1, 0.01)),
+    "sgd-nesterov": (gc.SGD(lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.1),
+                     lambda t: torch_sgd(t, 0.1, 0.8, 0.0, 0.1, nesterov=True)),
+    "adam": (gc.Adam(lr=0.01, betas=(0.8, 0.99), eps=1e-3), lambda t: torch_adam(t, 0.01, (0.8, 0.99), 1e-3)),
+    "adam-l2": (gc.Adam(lr=0.01, eps=1e-3, weight_decay=0.1),
+                lambda t: torch_adam(t, 0.01, (0.9, 0.999), 1e-3, weight_decay=0.1)),
+    "adamw": (gc.AdamW(lr=0.01, eps=1e-3, weight_decay=0.2),
+              lambda t: torch_adam(t, 0.01, (0.9, 0.999), 1e-3, weight_decay=0.2, decoupled=True)),
+    "rmsprop": (gc.RMSprop(lr=0.01, alpha=0.9, eps=1e-3), lambda t: torch_rmsprop(t, 0.01, 0.9, 1e-3)),
+    "rmsprop-full": (gc.RMSprop(lr=0.01, alpha=0.9, eps=1e-3, weight_decay=0.1, momentum=0.5, centered=True),
+                     lambda t: torch_rmsprop(t, 0.01, 0.9, 1e-3, 0.1, 0.5, centered=True)),
+    "adagrad": (gc.Adagrad(lr=0.1, lr_decay=0.01, weight_decay=0.1, eps=1e-3),
+                lambda t: torch_adagrad(t, 0.1, 0.01, 0.1, 1e-3)),
+    "adagrad-plain": (gc.Adagrad(lr=0.1), lambda t: torch_adagrad(t, 0.1, 0.0, 0.0, 1e-10)),
+}
+
+
+@pytest.mark.parametrize("name", FORMULAS)
+@pytest.mark.parametrize("t", [1, 2, 7])
+def test_update_expressions_are_torchs_formulas(name, t):
+    opt, formula = FORMULAS[name]
+    got_p, got_state = evaluate(opt, t)
+    want_p, want_state = formula(t)
+    assert got_p == pytest.approx(want_p, rel=1e-14, abs=0)
+    assert got_state == pytest.approx(want_state, rel=1e-14, abs=0)
+
+
+def test_newton_update_steps_along_the_solved_direction():
+    opt = gc.Newton(lr=0.5, damping=1e-3)
+    assert (opt.order, gc.SGD(lr=1.0).order) == (2, 1)  # the capability, declared
+    assert evaluate(opt, 3) == (pytest.approx(PT - 0.5 * GT, rel=1e-15), {})  # g: the direction delta
+    assert opt.expressions().shift == optim.hyper_symbol("damping")  # added to H's diagonal
+
+
+@pytest.mark.parametrize("name", SCHEDULED)
+def test_schedule_lr_expression_is_torchs(name):
+    opt, _, (kind, base, kw) = SCHEDULED[name]
+    t = sp.Symbol("t", integer=True, positive=True)
+    lr = opt.learning_rate(t).subs({optim.hyper_symbol(k): v for k, v in opt.hyper.items()})
+    torch_lr = TorchLR(kind, base, **kw)  # the chainable form, stepped once per epoch
+    for step in range(1, 1500):  # step t (1-based) runs at epoch t - 1
+        assert float(lr.subs(t, step)) == pytest.approx(torch_lr.lr, rel=1e-12), step
+        torch_lr.step()
+
+
+def test_lr_is_the_hyperparameter_without_schedule():
+    assert gc.Adam(lr=0.1).learning_rate(optim.COUNT) == optim.hyper_symbol("lr")
+
+
+def test_update_symbols_are_hyperparameters_not_numbers():
+    step = gc.Adam(lr=0.125, betas=(0.375, 0.625), eps=0.0625).expressions()
+    exprs = [step.lr, step.update.param, *step.update.state.values()]
+    numbers = {float(a) for e in exprs for a in e.atoms(sp.Number)}
+    assert not numbers & {0.125, 0.375, 0.625, 0.0625}
+    names = {str(s) for e in exprs for s in e.free_symbols}
+    assert names == {"p", "g", "count", "lr_t", "lr", "beta1", "beta2", "eps",
+                     "state_exp_avg", "state_exp_avg_sq"}
+
+
+def test_structure_keys_the_plan_cache_not_the_numbers():
+    assert gc.Adam(lr=1e-2).structure() == gc.Adam(lr=5e-3, betas=(0.5, 0.9), eps=1e-4).structure()
+    distinct = [gc.Adam(), gc.Adam(weight_decay=0.1), gc.AdamW(), gc.SGD(lr=1.0),
+                gc.SGD(lr=1.0, momentum=0.9), gc.SGD(lr=1.0, momentum=0.9, nesterov=True),
+                gc.RMSprop(), gc.RMSprop(centered=True),
+                gc.Adagrad(), gc.Adagrad(lr_decay=0.1), gc.Newton(),
+                gc.SGD(lr=1.0, schedule=gc.StepLR(10)), gc.SGD(lr=1.0, schedule=gc.ExponentialLR(0.9))]
+    assert len({opt.structure() for opt in distinct}) == len(distinct)
+
+
+def test_update_may_only_use_its_own_hyperparameters():
+    class Broken(gc.SGD):
+        def update(self, p, g, state, t):
+            return optim.Update(p - self.h.lr_t * self.h.momentum * g)  # no momentum: not passed
+
+    with pytest.raises(gc.GraphcError, match="Broken: its update uses h.momentum"):
+        Broken(lr=1.0).expressions()
+
+
+def test_update_is_printed_through_the_printer(loss):
+    src = fit(loss, gc.SGD(lr=1e-6)).source
+    assert "    for idx in range(4):\n        theta[idx] -= lr_t*grad[idx]\n" in src
+    src = fit(loss, CASES["adam"][0]).source
+    assert "exp_avg = beta1*state[0, idx] + (1 - beta1)*grad[idx]" in src
+    assert "state[0, idx] = exp_avg" in src
+
+
+@pytest.mark.parametrize("name", ["g", "lr", "exp_avg"])
+def test_train_inlines_the_update_unless_it_assigns_a_data_name(name):
+    """train holds update's lines, unless one of update's locals (lr: a hyperparameter's,
+    exp_avg: a slot's new value) is a data array's name, which the whole loop reads."""
+    xs, ys = gc.data(name), gc.data("y")
+    a, b = gc.params("a b")
+    x = np.linspace(-1.0, 1.0, 101)
+    res = gc.fit(gc.sum((a + b * xs - ys) ** 2), data={name: x, "y": 2.0 * x + 0.5},
+                 init={"a": 0.0, "b": 0.0}, optimizer=gc.Adam(lr=0.05), steps=300, log_every=100)
+    train = res.compiled.source.split("def train(")[1]
+    assert ("update(theta, grad, hyper, state, count)" in train) == (name != "g")
+    assert res.params["b"] == pytest.approx(2.0, abs=0.05)
 
 
 # ---- second order ------------------------------------------------------------------------

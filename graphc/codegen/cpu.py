@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import math
 import textwrap
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Iterable
 
 import sympy as sp
+from sympy.core.parameters import distribute
 
-from .. import __version__
+from .. import __version__, optim
 from ..graph import N, spell
 from ..ops import expression_string
 from ..schedule import Loop, Plan
@@ -72,7 +75,7 @@ class CpuEmitter:
             where = f"theta[{off}]" if not shape else f"theta[{off}:{off + size}] (shape {shape}, row-major)"
             lines.append(f"#   {name} = {where}")
         if self.optimizer is not None:
-            lines.append(f"# optimizer: {getattr(self.optimizer, 'signature', type(self.optimizer).__name__)}")
+            lines.append(f"# optimizer: {self.optimizer.signature}")
         return "\n".join(lines)
 
     def preamble(self) -> str:
@@ -201,10 +204,11 @@ class CpuEmitter:
 
     @cached_property
     def inlined_update(self) -> bool:
-        opt = self.optimizer
-        if not self.inlined or hasattr(opt, "solve_lines") or hasattr(opt, "helpers"):
+        """train repeats update's lines too, unless it needs the Hessian (a solve) or one of
+        its locals is a data array's name."""
+        if not self.inlined or self.optimizer.order > 1:
             return False
-        return not assigned(self.update_body("")) & self.data_names
+        return not self.update_code.names & self.data_names
 
     @cached_property
     def data_names(self) -> set[str]:
@@ -266,6 +270,16 @@ class CpuEmitter:
         return lines
 
     # ---- the whole training loop ----
+    @cached_property
+    def update_code(self) -> "UpdateCode":
+        return lower_update(self.optimizer)
+
+    @cached_property
+    def update_printer(self):
+        """The update's printer: the module's, but with float64 numbers in a float32 module
+        too (the update computes in float64, the type of the hyperparameters it reads)."""
+        return printer(vector_math=self.vector_math) if self.dtype == "float32" else self.printer
+
     def update(self) -> str:
         """One optimizer step as its own function (the training loop and graphc.distributed call it)."""
         lines = [
@@ -273,16 +287,23 @@ class CpuEmitter:
             "def update(theta, grad, hyper, state, count):",
             f'    """One optimizer step in place (count: the 1-based step number). {self.optimizer.formula}"""',
         ]
-        return "\n\n".join([*getattr(self.optimizer, "helpers", list)(), "\n".join(lines + self.update_body("    "))])
+        solve = [SOLVE] if self.optimizer.order > 1 else []  # the dense solve of a Newton step
+        return "\n\n".join([*solve, "\n".join(lines + self.update_body("    "))])
 
     def update_body(self, indent: str) -> list[str]:
-        opt, plan = self.optimizer, self.plan
-        lines = [f"{indent}{name} = hyper[{j}]" for j, name in enumerate(opt.hyper)]
-        lines += [f"{indent}{line}" for line in getattr(opt, "step_lines", list)()]
-        if hasattr(opt, "solve_lines"):  # second order: one update for all parameters at once
-            return lines + [f"{indent}{line}" for line in opt.solve_lines(len(plan.wrt))]
-        lines.append(f"{indent}for idx in range({plan.n_grads}):")
-        return lines + [f"{indent}    {line}" for line in opt.update_lines()]
+        """The lines of ``update``: load the hyperparameters, this step's lr_t, (order 2: solve
+        for the Newton direction delta), then each element's new value and state."""
+        code, pr = self.update_code, self.update_printer.doprint
+        lines = [f"{name} = hyper[{j}]" for j, name in enumerate(code.hyper)]
+        lines.append(f"lr_t = {pr(code.lr)}")
+        n = self.plan.n_grads
+        if code.shift is not None:  # second order: the Newton direction for all parameters at once
+            n = len(self.plan.wrt)
+            lines += newton_lines(n, pr(code.shift))
+        lines.append(f"for idx in range({n}):")
+        lines += [f"    {pr(target)} {op} {pr(value)}" for target, op, value in code.element]
+        self.printer.used |= self.update_printer.used  # (none today: the updates use math.sqrt)
+        return [indent + line for line in lines]
 
     inline_evaluate = True  # train runs evaluate's body itself: fit compiles one function
 
@@ -364,6 +385,115 @@ class CpuEmitter:
             *(update or ["        update(theta, grad, hyper, state, count)"]),
             "    return steps",
         ]
+
+
+# ---- the optimizer update, lowered from its SymPy expressions (optim.Optimizer.update) ----
+THETA, GRAD, STATE, DELTA = (sp.IndexedBase(name) for name in ("theta", "grad", "state", "delta"))
+IDX = sp.Symbol("idx", integer=True)
+
+
+@dataclass
+class UpdateCode:
+    """An optimizer step ready to print: the local ``hyper[j]`` (a name) holds the run-time
+    ``hyper[j]``, then ``lr_t = lr``; (order 2: ``shift`` is added to the Hessian's diagonal
+    before the solve); then, for each element ``idx``, the assignments ``element`` in order.
+    ``names``: every local the update assigns."""
+
+    hyper: list[str]
+    lr: sp.Expr
+    element: list[tuple[sp.Expr, str, sp.Expr]]  # (local symbol or array element, "=" "+=" "-=", value)
+    names: set[str]
+    shift: sp.Expr | None = None
+
+
+def lower_update(opt: optim.Optimizer) -> UpdateCode:
+    """The element-wise update of ``opt``: ``sympy.cse`` across the new parameter value and
+    the new state, the shared terms as locals (the one that is a slot's new value named after
+    the slot), then the writes: ``state[j, idx]`` for each slot, ``theta[idx]`` last. The
+    parameter, gradient and slots are the array elements ``theta[idx]``, ``grad[idx]``
+    (order 2: the Newton direction ``delta[idx]``) and ``state[j, idx]``."""
+    step = opt.expressions()
+    upd, slots = step.update, list(opt.slots)
+    grad = DELTA if opt.order > 1 else GRAD
+    at = {optim.P: THETA[IDX], optim.G: grad[IDX]}
+    at |= {optim.slot_symbol(s): STATE[j, IDX] for j, s in enumerate(slots)}
+    targets = [STATE[j, IDX] for j in range(len(slots))] + [THETA[IDX]]
+    taken = set(opt.hyper) | {"lr_t", "idx", "count", "theta", "grad", "state", "hyper", "math", "np"}
+    temps = (s for s in sp.numbered_symbols("u", real=True) if s.name not in taken)
+    with distribute(False):
+        pairs, values = sp.cse([upd.state[s] for s in slots] + [upd.param], symbols=temps, order="none")
+    # a shared term that IS a slot's new value gets the slot's name: exp_avg = ...; state[0, idx] = exp_avg
+    rename, defined = {}, {sym for sym, _ in pairs}
+    taken |= {sym.name for sym in defined}
+    for slot, value in zip(slots, values):
+        if value in defined and value not in rename:
+            name = slot if slot not in taken and not hasattr(builtins, slot) else f"state_{slot}"
+            while name in taken:
+                name += "_new"
+            rename[value] = sp.Symbol(name, real=True)
+            taken.add(name)
+    element = [(rename.get(sym, sym), "=", e.xreplace(at).xreplace(rename)) for sym, e in pairs]
+    # a write whose value reads an element an earlier write changed gets its value first
+    writes, written = [], set()
+    for target, value in zip(targets, values):
+        value = value.xreplace(at).xreplace(rename)
+        if value.atoms(sp.Indexed) & written:  # (no optimizer's update does)
+            local = next(temps)
+            element.append((local, "=", value))
+            value = local
+        writes.append(_augmented(target, value))
+        written.add(target)
+    names = set(opt.hyper) | {"lr_t", "idx"} | {str(sym) for sym, _, _ in element}
+    return UpdateCode(list(opt.hyper), step.lr, element + writes, names, step.shift)
+
+
+def _augmented(target: sp.Expr, value: sp.Expr) -> tuple[sp.Expr, str, sp.Expr]:
+    """``target -= x`` for ``target + -x`` (``+=`` for ``target + x``): the same operation,
+    read as an update. Only where the rest is one term: ``target - a - b`` stays as it is."""
+    if value.is_Add and target in value.args and len(value.args) == 2:
+        (rest,) = (a for a in value.args if a != target)
+        return (target, "-=", -rest) if rest.could_extract_minus_sign() else (target, "+=", rest)
+    return target, "=", value
+
+
+def newton_lines(n: int, shift: str) -> list[str]:
+    """delta = (H + shift*I)^-1 grad for n scalar parameters (grad[n:]: the Hessian's upper triangle)."""
+    return [
+        f"hess = np.empty(({n}, {n}))  # grad[{n}:] holds the Hessian's upper triangle, row by row",
+        f"delta = grad[:{n}].copy()",
+        f"k = {n}",
+        f"for r in range({n}):",
+        f"    for c in range(r, {n}):",
+        "        hess[r, c] = grad[k]",
+        "        hess[c, r] = grad[k]",
+        "        k += 1",
+        f"    hess[r, r] += {shift}",
+        f"solve(hess, delta)  # delta = (H + {shift}*I)^-1 grad",
+    ]
+
+
+SOLVE = '''@numba.njit(**OPTS)
+def solve(A, b):
+    """Solve A x = b in place (b becomes x): Gaussian elimination with partial pivoting."""
+    n = b.shape[0]
+    for col in range(n):
+        piv = col
+        for r in range(col + 1, n):
+            if abs(A[r, col]) > abs(A[piv, col]):
+                piv = r
+        for c in range(n):
+            A[col, c], A[piv, c] = A[piv, c], A[col, c]
+        b[col], b[piv] = b[piv], b[col]
+        for r in range(col + 1, n):
+            f = A[r, col] / A[col, col]
+            for c in range(col, n):
+                A[r, c] -= f * A[col, c]
+            b[r] -= f * b[col]
+    for r in range(n - 1, -1, -1):
+        s = b[r]
+        for c in range(r + 1, n):
+            s -= A[r, c] * b[c]
+        b[r] = s / A[r, r]'''
 
 
 def assigned(lines: list[str]) -> set[str]:

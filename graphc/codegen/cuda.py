@@ -98,7 +98,7 @@ class CudaEmitter(CpuEmitter):
         self.widths = [len(loop.accumulators) for loop in plan.loops]
         self.threads = self._threads(threads, max(self.widths, default=1))
         users = {spell(n.name) for n in plan.data} | {spell(name) for name in plan.layout}
-        if hasattr(optimizer, "solve_lines"):
+        if optimizer is not None and optimizer.order > 1:  # the Newton solve runs on the cpu only
             raise UnsupportedError(f"{type(optimizer).__name__} is not available on target 'cuda'; use 'cpu'")
         self.g = {h: self._free(h, users) for h in ("THREADS", "block_sum", "combine", "finish",
                                                    "after_step", "train_step")}

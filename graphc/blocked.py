@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Sequence
 
@@ -67,6 +67,20 @@ class BlockPlan(Layout):
     rows: int  # samples per block
     blas: bool  # contractions call np.dot (SciPy present) rather than printed loops
     kind: str = "blocked"
+
+    def __getstate__(self) -> dict:
+        """For the plan cache: the fields, with ``materialize`` as the nodes themselves (in
+        topological order) rather than their ids, which mean nothing in another process;
+        derived values (``acc_of``) are recomputed after loading."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state["materialize"] = [n for n in toposort(self._outputs()) if id(n) in self.materialize]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, materialize={id(n) for n in state["materialize"]})
+
+    def _outputs(self) -> list[Node]:
+        return [self.loss] + [g for g in self.grads.values() if g is not None]
 
     @cached_property
     def acc_of(self) -> dict[int, Accumulator]:

@@ -59,21 +59,48 @@ def show(script: str, args: list[str], parts: list[str], limit: int | None) -> i
         print(f"# ==== graph {k} of {len(seen)}: target={compiled.target} dtype={compiled.dtype} "
               f"file={compiled.path}")
         for part in parts:
-            print(_part(compiled, part).rstrip("\n"), end="\n\n")
+            print(_shown(compiled, part).rstrip("\n"), end="\n\n")
     return 0
+
+
+def _shown(compiled, part: str) -> str:
+    """One part, or one line saying why it cannot be shown (no traceback)."""
+    from .errors import GraphcError
+
+    try:
+        return _part(compiled, part)
+    except (GraphcError, RecursionError) as exc:
+        return f"# {part}: not shown: {exc or type(exc).__name__}"
 
 
 def _part(compiled, part: str) -> str:
     if part == "source":
         return compiled.source
     if part == "gradients":
-        return "\n".join(f"d(loss)/d({name}) = {expr}" for name, expr in compiled.gradients.items())
+        return _gradients(compiled)
     if part == "latex":
         return compiled.latex()
     if part == "timings":
         return "\n".join(f"{k:<9} {v:.4f} s" if isinstance(v, float) else f"{k:<9} {v}"
                          for k, v in compiled.timings.items())
     return str(getattr(compiled, part))
+
+
+def _gradients(compiled) -> str:
+    """``d(loss)/d(a) = ...`` per parameter; a blocked plan's tensor parameter is shown at its
+    index symbols (``d(loss)/d(W[j, k]) = ...``). One that cannot be shown is one line saying so."""
+    from . import explain
+
+    lines = []
+    for name, expr in explain.shown_gradients(compiled.plan).items():
+        if isinstance(expr, Exception):
+            lines.append(f"d(loss)/d({name}): not shown: {expr or type(expr).__name__}")
+        elif hasattr(expr, "variables") and hasattr(expr, "expr"):  # sympy.Lambda over the indices
+            index = ", ".join(map(str, expr.variables))
+            lines.append(f"d(loss)/d({name}[{index}]) = {expr.expr}")
+        else:
+            lines.append(f"d(loss)/d({name}) = {expr}")
+    return "\n".join(lines)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -142,24 +142,16 @@ class Compiled:
         """The schedule the plan was made with: "fused" or "blocked"."""
         return self.plan.kind
 
-    # ---- inspection (graphc/explain.py) ----
-    def _scalar_plan(self, what: str) -> Plan:
-        if self.plan.kind != "fused":
-            raise UnsupportedError(
-                f"{what} shows the scalar SymPy expressions of the fused schedule; this graph was "
-                "compiled with schedule='blocked' (tensor level, no per-element expressions): read "
-                "f.source, or compile with schedule='fused' if the layers are narrow enough"
-            )
-        return self.plan
-
+    # ---- inspection (graphc/explain.py; fused plans per element, blocked ones in index notation) ----
     @property
     def gradients(self) -> dict[str, Any]:
-        """d(loss)/d(p) per parameter as SymPy, for one sample when the loss sums over samples."""
-        return explain.gradients(self._scalar_plan("f.gradients"))
+        """d(loss)/d(p) per parameter as SymPy, for one sample when the loss sums over samples
+        (a blocked plan's tensor parameter: ``Lambda((j, k), d(loss)/d(W[j, k]))``)."""
+        return explain.gradients(self.plan)
 
     def latex(self) -> str:
         """The loss and its gradients as LaTeX (an ``aligned`` block)."""
-        return explain.latex(self._scalar_plan("f.latex()"))
+        return explain.latex(self.plan)
 
     @property
     def graph(self) -> str:
@@ -168,8 +160,8 @@ class Compiled:
 
     @property
     def stats(self) -> explain.Stats:
-        """Ops per sample before and after CSE, bytes read per sample, roofline step time."""
-        return explain.stats(self._scalar_plan("f.stats"), self.dtype)
+        """Ops per sample (before and after CSE), bytes read per sample, roofline step time."""
+        return explain.stats(self.plan, self.dtype)
 
     def export(self, path: str, optimizer: Any = None) -> str:
         """Write a standalone .py (numpy + numba only) that reproduces this computation."""

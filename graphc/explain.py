@@ -1,26 +1,35 @@
 """Inspection: what a compiled function computes, how much work it does, and a standalone copy.
 
-Everything here reads a ``schedule.Plan`` (and, for ``export``, the generated source); nothing
-feeds back into compilation. ``Compiled`` exposes it as ``f.gradients``, ``f.latex()``,
-``f.graph``, ``f.stats`` and ``f.export(path)``.
+Everything here reads a plan (and, for ``export``, the generated source); nothing feeds back
+into compilation. ``Compiled`` exposes it as ``f.gradients``, ``f.latex()``, ``f.graph``,
+``f.stats`` and ``f.export(path)``.
+
+A fused ``schedule.Plan`` holds one scalar SymPy expression per element, which is what
+``gradients`` and ``latex`` show. A ``blocked.BlockPlan`` (wide layers) keeps the gradients
+as tensor-level graph nodes; they are shown in index notation instead (``Indexing``):
+one SymPy expression per parameter with symbolic indices, ``d(loss)/d(W[j, k])``, in which
+every contraction and reduction is a ``Sum`` over its index, never unrolled.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import numpy as np
 import sympy as sp
 from sympy.core.parameters import distribute
 
 from . import fold
-from .errors import GraphcError
-from .graph import Graph, spell
+from .blocked import fixed_shape, per_sample as _sample_wise, reduces_samples
+from .errors import GraphcError, UnsupportedError
+from .graph import N, Graph, Node, spell, toposort
 from .ops import fixed_indices
-from .schedule import N_SYMBOL, Plan
+from .schedule import N_SYMBOL, Plan, _broadcast_map, index_source
 
 SAMPLE = sp.Symbol("i", integer=True, nonnegative=True)  # the sample index in exact forms
 
@@ -96,6 +105,8 @@ def _per_sample(plan: Plan, expr: sp.Expr) -> sp.Expr | None:
 
 def expressions(plan: Plan, per_sample: bool = True) -> dict[str, Any]:
     """``{"loss": expr, param: gradient}`` as SymPy; see ``gradients``."""
+    if _blocked(plan):
+        return _tensor_expressions(plan, per_sample)
     with distribute(False):  # keep 2*(r) a product, as the schedule wrote it
         return _expressions(plan, per_sample)
 
@@ -132,10 +143,28 @@ def gradients(plan: Plan, per_sample: bool = True) -> dict[str, Any]:
     gradient that is not such a sum (``log(sum(..))``), or any with ``per_sample=False``,
     comes back exact: ``Sum(.., (i, 0, n - 1))`` over indexed data ``x[i]``. Scalar
     parameters map to one expression, tensor ones to a SymPy Array of their shape.
+
+    A blocked plan (wide layers) maps a tensor parameter to ``Lambda((j, k), expr)`` instead:
+    one expression in the parameter's index symbols, whose contractions and reductions are
+    ``Sum``s over their own indices (``g(0, 2)`` is element [0, 2]; ``.doit()`` writes the
+    sums out). Same conventions otherwise: data ``X[m]`` is this sample's row, or ``X[i, m]``
+    in an exact form.
     """
     exprs = expressions(plan, per_sample)
     del exprs["loss"]
     return exprs
+
+
+def shown_gradients(plan: Any, per_sample: bool = True) -> dict[str, Any]:
+    """``gradients(plan)``, except that a parameter whose gradient cannot be shown maps to the
+    exception saying why (``graphc show --gradients`` prints the rest)."""
+    if _blocked(plan):  # one parameter at a time: one that cannot be shown spoils no other
+        low = Indexing(plan)
+        return {p.name: _tensor_gradient(plan, p, low, per_sample, errors=True) for p in plan.wrt}
+    try:
+        return gradients(plan, per_sample)
+    except (GraphcError, RecursionError) as exc:
+        return {p.name: exc for p in plan.wrt}
 
 
 # ---- LaTeX ------------------------------------------------------------------------------
@@ -165,8 +194,11 @@ def latex(plan: Plan) -> str:
     """The loss and its gradients as an ``aligned`` LaTeX block, one equation per line.
 
     Sums over samples are written out (``\\sum_{i=0}^{n - 1}``) and data carry the sample
-    index (``x_{i}``), so each right-hand side is a complete formula.
+    index (``x_{i}``), so each right-hand side is a complete formula. A blocked plan gives one
+    line per parameter in index notation, ``\\frac{\\partial L}{\\partial W_{j,k}}``.
     """
+    if _blocked(plan):
+        return _tensor_latex(plan)
     outputs = _uncse(plan)
     names = _tex_symbols(plan)
     sums: dict[sp.Symbol, sp.Expr] = {}
@@ -245,6 +277,16 @@ class Stats:
     ``flops_per_sample`` counts every operation the fused loops run per sample (the adds into
     the accumulators included; a function call counts as one). ``bytes_per_sample`` is what
     the loops read from memory per sample: each pass reads every data element it uses once.
+
+    For a blocked plan (``schedule == "blocked"``) the counts come from the tensor graph, each
+    node once (the graph already shares work; there is no scalar CSE, so before equals
+    after): an elementwise op costs its formula's ops per element, a contraction one multiply
+    per extra operand and one add per product it sums (those into the accumulators
+    included), a sum one add per element it reduces; views (index, transpose, broadcast,
+    reshape, stack) cost nothing. Work on values without samples (on the parameters alone,
+    or after the sums) is ``per_call``. ``temporaries`` counts the arrays a block keeps
+    (``materialize``); ``bytes_per_sample`` counts data only, as for fused plans: block
+    arrays stay in cache.
     """
 
     ops_before_cse: dict[str, int]
@@ -255,6 +297,7 @@ class Stats:
     temporaries: int
     dtype: str
     per_call: dict[str, int] = field(default_factory=dict)
+    schedule: str = "fused"
 
     @property
     def flops_per_sample(self) -> int:
@@ -280,11 +323,17 @@ class Stats:
         def ops(c: dict) -> str:
             return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"
 
-        return "\n".join([
-            f"passes over the samples: {self.passes}, accumulators: {self.accumulators}, "
-            f"CSE temporaries: {self.temporaries}",
-            f"ops per sample before CSE: {self.flops_before_cse:5d}  ({ops(self.ops_before_cse)})",
-            f"ops per sample after CSE:  {self.flops_per_sample:5d}  ({ops(self.ops_after_cse)})",
+        if self.schedule == "blocked":
+            head = [f"passes over the samples: {self.passes}, accumulators: {self.accumulators}, "
+                    f"block arrays: {self.temporaries} (blocked schedule)",
+                    f"ops per sample:            {self.flops_per_sample:5d}  ({ops(self.ops_after_cse)})",
+                    f"ops per call:              {sum(self.per_call.values()):5d}  ({ops(self.per_call)})"]
+        else:
+            head = [f"passes over the samples: {self.passes}, accumulators: {self.accumulators}, "
+                    f"CSE temporaries: {self.temporaries}",
+                    f"ops per sample before CSE: {self.flops_before_cse:5d}  ({ops(self.ops_before_cse)})",
+                    f"ops per sample after CSE:  {self.flops_per_sample:5d}  ({ops(self.ops_after_cse)})"]
+        return "\n".join(head + [
             f"bytes read per sample:     {self.bytes_per_sample:5d}  ({self.dtype} data)",
             f"arithmetic intensity:      {self.intensity:8.2f} flops/byte",
             f"roofline at 10 GB/s:       {self.step_time(10**6, 10e9) * 1e3:8.3f} ms per step "
@@ -293,6 +342,8 @@ class Stats:
 
 
 def stats(plan: Plan, dtype: str = "float64") -> Stats:
+    if _blocked(plan):
+        return _tensor_stats(plan, dtype)
     before, after = Counter(), Counter()
     nbytes, temps = 0, 0
     itemsize = 4 if dtype == "float32" else 8
@@ -314,6 +365,346 @@ def stats(plan: Plan, dtype: str = "float64") -> Stats:
     before, after = (Counter({k: v for k, v in c.items() if v}) for c in (before, after))
     return Stats(dict(before), dict(after), nbytes, len(plan.loops), len(plan.accumulators), temps,
                  dtype, dict(per_call))
+
+
+# ---- blocked plans: the tensor graph in index notation ----------------------------------
+FREE = ("j", "k", "l", "p", "q")  # a tensor parameter's own indices: d(loss)/d(W[j, k])
+DUMMIES = ("h", "m", "r", "s", "t", "u", "v", "w")  # one per contracted or reduced axis
+
+
+def _blocked(plan: Any) -> bool:
+    return getattr(plan, "kind", "fused") == "blocked"
+
+
+class Sum(sp.Sum):
+    """``sympy.Sum`` that keeps its summand as written. SymPy's own constructor runs
+    ``piecewise_fold``, which moves a ``Piecewise`` out of an inner sum even when the
+    condition reads that sum's index (``Sum(Piecewise((a, Eq(h, 0)), (b, True)), (h, 0, 1))``
+    inside a sum over the samples comes out wrong). Prints, and ``doit``s, as a Sum."""
+
+    def __new__(cls, function: Any, *limits: Any, **assumptions: Any) -> "Sum":
+        function = sp.sympify(function)
+        obj = sp.Expr.__new__(cls, function, *[sp.Tuple(*limit) for limit in limits])
+        obj.is_commutative = function.is_commutative
+        return obj
+
+
+def _index_symbol(name: str) -> sp.Symbol:
+    return sp.Symbol(name, integer=True, nonnegative=True)
+
+
+class Indexing:
+    """A blocked plan's tensor graph as SymPy in index notation.
+
+    ``at(node, idx)`` is element ``idx`` of ``node`` (``idx``: its fixed dims, as ints or
+    index symbols) for the current sample ``i`` (``SAMPLE``). Data read at that sample are
+    ``X[i, m]`` (the sample index first, as in the fused forms); a contraction or a sum
+    over a fixed axis is a ``Sum`` over a dummy index of its own, a sum over the samples a
+    ``Sum`` over ``i`` from 0 to ``n - 1``. Nothing is unrolled: a 256-wide layer is one
+    ``Sum`` of 256 terms. Index names avoid every name in the graph."""
+
+    def __init__(self, plan: Any) -> None:
+        self.nodes = toposort([plan.loss] + [g for g in plan.grads.values() if g is not None])
+        taken = {n.name for n in self.nodes if n.name is not None} | {SAMPLE.name, N_SYMBOL.name}
+        names = self._names(taken)
+        rank = max((len(p.shape) for p in plan.wrt), default=0)
+        self.free = [_index_symbol(next(names[0])) for _ in range(rank)]
+        self._dummy_names = names[1]
+        self._dummies: dict[int, list[sp.Symbol]] = {}
+        self.memo: dict[tuple[int, tuple], sp.Expr] = {}
+
+    @staticmethod
+    def _names(taken: set[str]) -> tuple[Iterator[str], Iterator[str]]:
+        def source(base: tuple[str, ...], other: tuple[str, ...]) -> Iterator[str]:
+            for k in itertools.count():
+                for b in base:
+                    name = b if k == 0 else f"{b}{k}"
+                    if name not in taken and not (k == 0 and name in other):
+                        yield name
+        return source(FREE, DUMMIES), source(DUMMIES, FREE)
+
+    def dummies(self, node: Node, count: int) -> list[sp.Symbol]:
+        """The dummy indices of ``node``'s own sums (the same on every visit)."""
+        have = self._dummies.setdefault(id(node), [])
+        while len(have) < count:
+            have.append(_index_symbol(next(self._dummy_names)))
+        return have[:count]
+
+    def at(self, node: Node, idx: tuple) -> sp.Expr:
+        key = (id(node), idx)
+        if key not in self.memo:
+            rule = getattr(self, "_" + node.op, None)
+            if rule is None:
+                raise UnsupportedError(f"cannot show a {node.op} node ({node.label()}) in index notation")
+            self.memo[key] = rule(node, tuple(idx))
+        return self.memo[key]
+
+    # ---- leaves ----
+    def _data(self, node: Node, idx: tuple) -> sp.Expr:
+        return _element(node.name, idx, sample=N in node.shape)
+
+    def _param(self, node: Node, idx: tuple) -> sp.Expr:
+        return _element(node.name, idx, sample=False)
+
+    def _const(self, node: Node, idx: tuple) -> sp.Expr:
+        value = node.attr("value")
+        if all(isinstance(k, (int, sp.Integer)) for k in idx):
+            return fold.plain(fold.number(value[tuple(int(k) for k in idx)]))
+        if value.size and np.all(value == value.flat[0]):
+            return fold.plain(fold.number(value.flat[0]))
+        return sp.ImmutableDenseNDimArray(value.tolist())[idx]
+
+    def _count(self, node: Node, idx: tuple) -> sp.Expr:
+        return N_SYMBOL
+
+    # ---- elementwise and views ----
+    def _elementwise(self, node: Node, idx: tuple) -> sp.Expr:
+        args = [self.at(x, _broadcast_map(node.shape, x.shape)(idx)) for x in node.inputs]
+        return fold.plain(node.attr("fn").compose(args))
+
+    def _broadcast_to(self, node: Node, idx: tuple) -> sp.Expr:
+        (x,) = node.inputs
+        return self.at(x, _broadcast_map(node.shape, x.shape)(idx))
+
+    def _stop_gradient(self, node: Node, idx: tuple) -> sp.Expr:
+        return self.at(node.inputs[0], idx)
+
+    def _transpose(self, node: Node, idx: tuple) -> sp.Expr:
+        (x,), perm = node.inputs, node.attr("perm")
+        out_fixed = [a for a in range(node.ndim) if node.shape[a] is not N]
+        where = {perm[a]: k for k, a in enumerate(out_fixed)}  # input axis -> position in idx
+        return self.at(x, tuple(idx[where[a]] for a in range(x.ndim) if x.shape[a] is not N))
+
+    def _reshape(self, node: Node, idx: tuple) -> sp.Expr:
+        (x,) = node.inputs
+        out_dims, in_dims = fixed_shape(node), fixed_shape(x)
+        kept = [k for k, d in zip(idx, out_dims) if d != 1]
+        if [d for d in out_dims if d != 1] == [d for d in in_dims if d != 1]:  # dims of 1 come or go
+            it = iter(kept)
+            return self.at(x, tuple(0 if d == 1 else next(it) for d in in_dims))
+        flat, stride = sp.Integer(0), 1  # the element's position in C order, read back in x's dims
+        for k, d in reversed(list(zip(idx, out_dims))):
+            flat, stride = flat + k * stride, stride * d
+        source = []
+        for a in reversed(range(len(in_dims))):
+            source.append(sp.Mod(flat, in_dims[a]) if a else flat)  # the first dim needs no Mod
+            flat = sp.floor(flat / in_dims[a])
+        return self.at(x, tuple(reversed(source)))
+
+    def _index(self, node: Node, idx: tuple) -> sp.Expr:
+        x = node.inputs[0]
+        return self.at(x, index_source(x.shape, node.attr("key"), idx))
+
+    def _unindex(self, node: Node, idx: tuple) -> sp.Expr:
+        """``g`` placed at the positions ``key`` selects of a zero tensor."""
+        (g,), shape = node.inputs, node.shape
+        source, conds, pos, axis = [], [], 0, 0
+        for k in node.attr("key"):
+            if k[0] == "new":
+                source.append(0)
+                continue
+            dim, axis = shape[axis], axis + 1
+            if dim is N:
+                continue
+            v, pos = idx[pos], pos + 1
+            if k[0] == "int":
+                conds.append(sp.Eq(v, k[1]))
+                continue
+            start, stop, step = k[1:]
+            j = v - start if step == 1 else sp.floor((v - start) / step)  # exact where the condition holds
+            conds += [j >= 0, j < len(range(start, stop, step))]
+            if abs(step) != 1:
+                conds.append(sp.Eq(sp.Mod(v - start, step), 0))
+            source.append(j)
+        cond = sp.And(*conds)
+        if cond is sp.false:
+            return sp.Integer(0)
+        value = self.at(g, tuple(source))
+        return value if cond is sp.true else sp.Piecewise((value, cond), (0, True))
+
+    def _stack(self, node: Node, idx: tuple) -> sp.Expr:
+        pos = sum(1 for a in range(node.attr("axis")) if node.shape[a] is not N)
+        k, rest = idx[pos], idx[:pos] + idx[pos + 1 :]
+        if isinstance(k, (int, sp.Integer)):
+            return self.at(node.inputs[int(k)], rest)
+        pieces = [(self.at(x, rest), sp.Eq(k, j)) for j, x in enumerate(node.inputs)]
+        return sp.Piecewise(*pieces[:-1], (pieces[-1][0], True))
+
+    def _concatenate(self, node: Node, idx: tuple) -> sp.Expr:
+        axis = node.attr("axis")
+        pos = sum(1 for a in range(axis) if node.shape[a] is not N)
+        v, pieces, start = idx[pos], [], 0
+        for x in node.inputs:
+            size = x.shape[axis]
+            if not isinstance(v, (int, sp.Integer)) or start <= v < start + size:
+                pieces.append((self.at(x, idx[:pos] + (v - start,) + idx[pos + 1 :]), v < start + size))
+            start += size
+        if len(pieces) == 1:
+            return pieces[0][0]
+        return sp.Piecewise(*pieces[:-1], (pieces[-1][0], True))
+
+    # ---- reductions ----
+    def _sum(self, node: Node, idx: tuple) -> sp.Expr:
+        (x,) = node.inputs
+        axes, keep = node.attr("axes"), node.attr("keepdims")
+        reduced = [a for a in axes if x.shape[a] is not N and x.shape[a] > 1]
+        dummy = {a: sp.Integer(0) for a in axes if x.shape[a] == 1}  # a sum of one term is that term
+        dummy.update(zip(reduced, self.dummies(node, len(reduced))))
+        source, rest = [], iter(idx)
+        for a, d in enumerate(x.shape):
+            if a in axes and keep:  # a kept axis is 1 in the output (fixed, even over the samples)
+                next(rest)
+            if d is N:
+                continue
+            source.append(dummy[a] if a in axes else next(rest))
+        limits = [(dummy[a], 0, x.shape[a] - 1) for a in reduced]
+        if any(x.shape[a] is N for a in axes):
+            limits.append((SAMPLE, 0, N_SYMBOL - 1))
+        term = self.at(x, tuple(source))
+        return Sum(term, *limits) if limits else term
+
+    def _mean(self, node: Node, idx: tuple) -> sp.Expr:
+        x = node.inputs[0]
+        count = sp.Mul(*[N_SYMBOL if x.shape[a] is N else sp.Integer(x.shape[a]) for a in node.attr("axes")])
+        return self._sum(node, idx) / count
+
+    def _einsum(self, node: Node, idx: tuple) -> sp.Expr:
+        subs, out = node.attr("ins"), node.attr("out")
+        sizes = {c: d for s, x in zip(subs, node.inputs) for c, d in zip(s, x.shape)}
+        value = dict(zip([c for c in out if sizes[c] is not N], idx))
+        summed = [c for c in sizes if c not in out and sizes[c] is not N and sizes[c] > 1]
+        value.update((c, sp.Integer(0)) for c in sizes if sizes[c] == 1 and c not in out)
+        value.update(zip(summed, self.dummies(node, len(summed))))
+        term = sp.Mul(*[self.at(x, tuple(value[c] for c in s if sizes[c] is not N))
+                        for s, x in zip(subs, node.inputs)])
+        limits = [(value[c], 0, sizes[c] - 1) for c in summed]
+        if any(sizes[c] is N and c not in out for c in sizes):
+            limits.append((SAMPLE, 0, N_SYMBOL - 1))
+        return Sum(term, *limits) if limits else term
+
+
+def _sample_summand(expr: sp.Expr) -> sp.Expr | None:
+    """If ``expr`` is a combination of sums over the samples (with no sum over the samples
+    inside them), the summand of the one sum they make; else None."""
+    def inner(e: sp.Expr) -> bool:
+        return any(SAMPLE in s.variables for s in e.atoms(sp.Sum))
+
+    if isinstance(expr, sp.Sum) and expr.limits[-1] == (SAMPLE, 0, N_SYMBOL - 1):
+        body = Sum(expr.function, *expr.limits[:-1]) if len(expr.limits) > 1 else expr.function
+        return None if inner(body) else body
+    if expr.is_Add:
+        terms = [_sample_summand(a) for a in expr.args]
+        return None if any(t is None for t in terms) else sp.Add(*terms)
+    if expr.is_Mul:
+        sums = [a for a in expr.args if inner(a)]
+        if len(sums) == 1:
+            term = _sample_summand(sums[0])
+            if term is not None:
+                return sp.Mul(*[term if a is sums[0] else a for a in expr.args])
+    return None
+
+
+def _one_sample(expr: sp.Expr) -> sp.Expr:
+    """``X[i, m]`` -> ``X[m]``, ``y[i]`` -> ``y``: data of the one sample a summand is about."""
+    return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.indices[0] == SAMPLE,
+                        lambda e: _element(str(e.base.label), e.indices[1:], sample=False))
+
+
+def _tensor_expressions(plan: Any, per_sample: bool, low: Indexing | None = None) -> dict[str, Any]:
+    low = Indexing(plan) if low is None else low
+    out: dict[str, Any] = {"loss": _shown(low, plan.loss, (), per_sample)}
+    for p in plan.wrt:
+        out[p.name] = _tensor_gradient(plan, p, low, per_sample)
+    return out
+
+
+def _tensor_gradient(plan: Any, p: Node, low: Indexing, per_sample: bool, errors: bool = False) -> Any:
+    """d(loss)/d(p) in index notation: ``Lambda(p's index symbols, expr)`` for a tensor ``p``."""
+    g, free = plan.grads[p.name], tuple(low.free[: len(p.shape)])
+    try:
+        expr = sp.Integer(0) if g is None else _shown(low, g, free, per_sample)
+    except (GraphcError, RecursionError) as exc:
+        if not errors:
+            raise
+        return exc
+    return sp.Lambda(free, expr) if free else expr
+
+
+def _shown(low: Indexing, node: Node, idx: tuple, per_sample: bool) -> sp.Expr:
+    try:
+        expr = low.at(node, idx)
+    except RecursionError:
+        raise UnsupportedError(f"the graph of {node.label()} is too deep to show in index notation") from None
+    term = _sample_summand(expr) if per_sample else None
+    return _one_sample(term) if term is not None else expr
+
+
+def _tensor_latex(plan: Any) -> str:
+    low = Indexing(plan)
+    exprs = _tensor_expressions(plan, per_sample=False, low=low)
+    # a scalar in braces (the LaTeX parser reads a bare "d x" as a differential), a base bare
+    names = {sp.Symbol(n.name, real=True): _tex_name(n.name) if n.shape else "{" + _tex_name(n.name) + "}"
+             for n in low.nodes + list(plan.wrt) if n.op in ("data", "param")}
+
+    def tex(expr: sp.Expr) -> str:
+        return sp.latex(expr, mul_symbol="dot", symbol_names=names)
+
+    lines = [f"L &= {tex(exprs['loss'])}"]
+    for p in plan.wrt:
+        expr = exprs[p.name]
+        free = expr.variables if isinstance(expr, sp.Lambda) else ()
+        body = expr.expr if isinstance(expr, sp.Lambda) else expr
+        wrt = _tex_name(p.name) + ("_{" + ",".join(map(str, free)) + "}" if free else "")
+        lines.append(rf"\frac{{\partial L}}{{\partial {wrt}}} &= {tex(body)}")
+    return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
+
+
+_VIEWS = ("data", "param", "const", "count", "broadcast_to", "transpose", "reshape", "index", "unindex",
+          "stack", "concatenate", "stop_gradient")
+
+
+def _tensor_stats(plan: Any, dtype: str) -> Stats:
+    nodes = toposort([plan.loss] + [g for g in plan.grads.values() if g is not None])
+    sample, call = Counter(), Counter()
+    for node in nodes:
+        if node.op in _VIEWS:
+            continue
+        x = node.inputs[0] if node.inputs else None
+        size = math.prod(fixed_shape(node))
+        work = Counter()
+        if node.op == "elementwise":  # its formula, with scalar constants in place (x**2 is one mul)
+            op = node.attr("fn")
+            args = [fold.number(i.attr("value")) if i.op == "const" and not i.shape else u
+                    for i, u in zip(node.inputs, op.args)]
+            for k, v in count_ops(op.compose(args)).items():
+                work[k] += v * size
+        elif node.op in ("sum", "mean"):
+            work["add"] += math.prod(fixed_shape(x)) - (0 if reduces_samples(node) else size)
+            if node.op == "mean":  # a mean over the samples divides once, after the pass
+                (call if reduces_samples(node) else work)["div"] += size
+        elif node.op == "einsum":
+            subs, out = node.attr("ins"), node.attr("out")
+            sizes = {c: d for s, i in zip(subs, node.inputs) for c, d in zip(s, i.shape)}
+            products = size * math.prod(d for c, d in sizes.items() if c not in out and d is not N)
+            work["mul"] += products * (len(node.inputs) - 1)
+            work["add"] += products - (0 if reduces_samples(node) else size)
+        else:
+            work[node.op] += size
+        target = sample if _sample_wise(node) or reduces_samples(node) else call
+        target.update(work)
+    stage: dict[int, int] = {}  # the pass that computes each node, as blocked.plan assigns them
+    readers: dict[int, set[int]] = {}
+    for node in nodes:
+        first = max((stage[id(i)] for i in node.inputs), default=0)
+        stage[id(node)] = first + 1 if reduces_samples(node) else first
+        for i in node.inputs:
+            if i.op == "data" and _sample_wise(i):
+                readers.setdefault(id(i), set()).add(first)
+    itemsize = 4 if dtype == "float32" else 8
+    nbytes = sum(itemsize * math.prod(fixed_shape(d)) * len(readers.get(id(d), ())) for d in plan.data)
+    counts = {k: v for k, v in sample.items() if v}
+    return Stats(counts, dict(counts), nbytes, len(plan.pass_sizes), len(plan.accumulators),
+                 len(plan.materialize), dtype, {k: v for k, v in call.items() if v}, schedule="blocked")
 
 
 # ---- export -----------------------------------------------------------------------------
@@ -400,5 +791,5 @@ def export(source: str, plan: Plan, dtype: str, path: str | Path, optimizer: Any
     return path
 
 
-__all__ = ["Stats", "count_ops", "export", "expressions", "gradients", "graph_text", "latex", "stats",
-           "user_symbols"]
+__all__ = ["Indexing", "Stats", "count_ops", "export", "expressions", "gradients", "graph_text", "latex",
+           "shown_gradients", "stats", "user_symbols"]

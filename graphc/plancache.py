@@ -12,12 +12,20 @@ a SHA-256 of a structural fingerprint of everything that shapes the pair:
   edited graphc never reuses an entry made by the old code.
 
 An entry is ``<cache dir>/plans/<key>.plan``: a header, the SHA-256 of the payload, and the
-payload, a pickle of (key, plan, source) in which every graph node is a reference (the loss,
-or a leaf by name) resolved to the caller's own nodes when it is read; user functions
-(lambdas) are never pickled. SymPy expressions are rebuilt unevaluated, so they come back
-exactly as they were stored. An entry that is missing, damaged or does not fit the graph
-is rebuilt and rewritten; a graph that cannot be fingerprinted or pickled is built as
-before and not stored. ``GRAPHC_PLAN_CACHE=0`` turns the cache off.
+payload, a pickle of (key, made, plan, source). Every node of the caller's graph is a
+reference (the loss; a leaf by name; any other node by its position in the graph's
+topological order, which the key fixes) resolved to the caller's own nodes when it is read.
+``made`` lists the nodes the plan holds that the caller's graph does not (a blocked plan's
+gradient graph, built by autodiff) in topological order, so each one's inputs are stored
+before it and the pickle never recurses deeper than one node, however deep the graph.
+Elementwise ops are references too (a registry op by name, a ``gc.function`` by the graph
+node that applies it), so user functions (lambdas) are never pickled; a derivative op that
+autodiff made is stored as its SymPy ``Lambda``. SymPy expressions are rebuilt
+unevaluated, so they come back exactly as they were stored. A ``BlockPlan`` stores the
+nodes it keeps in arrays as nodes, not ids (``BlockPlan.__getstate__``). An entry that is
+missing, damaged or does not fit the graph is rebuilt and rewritten; a graph that cannot be
+fingerprinted or pickled is built as before and not stored. ``GRAPHC_PLAN_CACHE=0`` turns
+the cache off.
 """
 
 from __future__ import annotations
@@ -39,10 +47,10 @@ import numpy as np
 import sympy as sp
 
 from . import __version__, loader
-from .graph import N, Graph, Node
+from .graph import N, Graph, Node, toposort
 from .ops import ELEMENTWISE, Elementwise
 
-FORMAT = 1  # bump when the entry layout changes
+FORMAT = 2  # bump when the entry layout changes
 MAGIC = b"graphc-plan %d\n" % FORMAT
 PACKAGE = Path(__file__).resolve().parent
 _WARNED: set[tuple[str, str]] = set()  # (key, parameter): zero-gradient warnings already given here
@@ -75,10 +83,10 @@ def get(build: Callable[[], tuple[Any, str]], loss: Node, wrt: Any, timings: Any
     except Exception:  # noqa: BLE001 - build() raises the user's error (GraphcError), or builds uncached
         timings["plan"] = "off"
         return build()
-    leaves = _leaves(graph, wrt_nodes)
+    refs = _Refs(graph, loss, wrt_nodes)
     path = entry_path(key)
     with timings.stage("plancache"):
-        hit = _read(path, key, loss, wrt_nodes, leaves)
+        hit = _read(path, key, wrt_nodes, refs)
     if hit is not None:
         timings["plan"] = "hit"
         plan, source = hit
@@ -90,7 +98,7 @@ def get(build: Callable[[], tuple[Any, str]], loss: Node, wrt: Any, timings: Any
     with _WARNED_LOCK:  # make_plan warned in this process already
         _WARNED.update((key, name) for name in getattr(plan, "zero_grads", ()))
     with timings.stage("plancache"):
-        _write(path, key, plan, source, loss, leaves)
+        _write(path, key, plan, source, refs)
     return plan, source
 
 
@@ -174,43 +182,116 @@ def _checked(loss: Node, wrt: Any) -> tuple[Graph, list[Node]]:
     return graph, resolve_wrt(graph, wrt)
 
 
-def _leaves(graph: Graph, wrt: list[Node]) -> dict[str, Node]:
-    leaves = {n.name: n for n in graph.nodes if n.name is not None}
-    leaves.update((p.name, p) for p in wrt)  # parameters in wrt but not in the loss
-    return leaves
-
-
 # ---- entries ------------------------------------------------------------------------------
+class _Refs:
+    """How an entry names what the caller already holds: its loss, its leaves by name, every
+    other node of its graph by position, and the elementwise ops (registry ones by name, a
+    ``gc.function`` by the position of a node that applies it)."""
+
+    def __init__(self, graph: Graph, loss: Node, wrt: list[Node]) -> None:
+        self.loss, self.nodes, self.wrt = loss, graph.nodes, wrt
+
+    @functools.cached_property  # the tables are built on first use: a hit on a fused plan reads few
+    def leaves(self) -> dict[str, Node]:
+        leaves = {n.name: n for n in self.nodes if n.name is not None}
+        leaves.update((p.name, p) for p in self.wrt)  # parameters in wrt but not in the loss
+        return leaves
+
+    @functools.cached_property
+    def position(self) -> dict[int, int]:
+        return {id(n): k for k, n in enumerate(self.nodes)}
+
+    @functools.cached_property
+    def functions(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for k, node in enumerate(self.nodes):
+            fn = node.attr("fn") if node.op == "elementwise" else None
+            if isinstance(fn, Elementwise) and ELEMENTWISE.get(fn.name) is not fn:
+                out.setdefault(id(fn), k)
+        return out
+
+    def node_id(self, node: Node) -> Any:
+        """The reference of a node of the caller's graph, or None for a node the plan made."""
+        if node is self.loss:
+            return ("loss",)
+        if node.name is not None and self.leaves.get(node.name) is node:
+            return ("leaf", node.name)
+        k = self.position.get(id(node))
+        if k is not None and self.nodes[k] is node:
+            return ("graph", k)
+        return None
+
+    def op_id(self, op: Elementwise) -> Any:
+        if ELEMENTWISE.get(op.name) is op:
+            return ("op", op.name)
+        k = self.functions.get(id(op))
+        return ("fn", k) if k is not None else None
+
+    def load(self, pid: Any) -> Any:
+        """What ``node_id`` or ``op_id`` named; anything else is a damaged entry."""
+        kind, arg = pid if isinstance(pid, tuple) and len(pid) == 2 else (pid, None)
+        if pid == ("loss",):
+            return self.loss
+        if kind == "leaf" and arg in self.leaves:
+            return self.leaves[arg]
+        if kind in ("graph", "fn") and isinstance(arg, int) and 0 <= arg < len(self.nodes):
+            node = self.nodes[arg]
+            if kind == "graph":
+                return node
+            if node.op == "elementwise":
+                return node.attr("fn")
+        if kind == "op" and isinstance(arg, str) and arg in ELEMENTWISE:
+            return ELEMENTWISE[arg]
+        raise pickle.UnpicklingError(f"unknown reference {pid!r}")
+
+
+def _elementwise(fields: tuple) -> Elementwise:
+    return Elementwise(**dict(fields))
+
+
 class _Pickler(pickle.Pickler):
-    def __init__(self, file: Any, loss: Node, leaves: dict[str, Node]) -> None:
+    """Pickles a (key, made, plan, source) entry; see the module docstring.
+
+    With ``made=None`` it only collects the nodes the plan made (``self.found``), writing a
+    placeholder for each: a first pass whose bytes are the entry when it found none."""
+
+    def __init__(self, file: Any, refs: _Refs, made: list[Node] | None) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.loss, self.leaves = loss, leaves
+        self.refs, self.made = refs, made
+        self.found: dict[int, Node] = {}
 
     def persistent_id(self, obj: Any) -> Any:
         if isinstance(obj, Node):
-            if obj is self.loss:
-                return ("loss",)
-            if obj.name is not None and self.leaves.get(obj.name) is obj:
-                return ("leaf", obj.name)
-            raise Uncacheable(f"the plan holds node {obj!r}, which is not a leaf of the graph")
+            ref = self.refs.node_id(obj)
+            if ref is None and self.made is None:  # first pass: note it, do not descend
+                self.found[id(obj)] = obj
+                return ("made?",)
+            return ref  # second pass: a made node is pickled by value, after its inputs
+        if isinstance(obj, Elementwise):
+            return self.refs.op_id(obj)
         return None
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, Elementwise):  # a derivative op autodiff made: its fields, not its caches
+            return _elementwise, (tuple((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)),)
+        return NotImplemented
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: Any, loss: Node, leaves: dict[str, Node]) -> None:
+    def __init__(self, file: Any, refs: _Refs) -> None:
         super().__init__(file)
-        self.loss, self.leaves = loss, leaves
+        self.refs = refs
 
-    def persistent_load(self, pid: Any) -> Node:
-        if pid == ("loss",):
-            return self.loss
-        if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "leaf" and pid[1] in self.leaves:
-            return self.leaves[pid[1]]
-        raise pickle.UnpicklingError(f"unknown node reference {pid!r}")
+    def persistent_load(self, pid: Any) -> Any:
+        return self.refs.load(pid)
 
 
-def _read(path: Path, key: str, loss: Node, wrt: list[Node],
-          leaves: dict[str, Node]) -> tuple[Any, str] | None:
+def _made(found: dict[int, Node], refs: _Refs) -> list[Node]:
+    """The nodes the plan made, inputs before users (the caller's own nodes are references)."""
+    return [n for n in toposort(found.values()) if refs.node_id(n) is None]
+
+
+def _read(path: Path, key: str, wrt: list[Node], refs: _Refs) -> tuple[Any, str] | None:
     """The stored (plan, source), or None when missing, damaged or not this graph's."""
     try:
         data = path.read_bytes()
@@ -224,22 +305,33 @@ def _read(path: Path, key: str, loss: Node, wrt: list[Node],
         return None
     try:
         with sp.evaluate(False):  # rebuild each expression exactly as it was, not re-simplified
-            stored_key, plan, source = _Unpickler(io.BytesIO(payload), loss, leaves).load()
-        ok = (stored_key == key and isinstance(source, str) and plan.loss is loss
+            stored_key, _, plan, source = _Unpickler(io.BytesIO(payload), refs).load()
+        ok = (stored_key == key and isinstance(source, str) and plan.loss is refs.loss
               and len(plan.wrt) == len(wrt) and all(p is q for p, q in zip(plan.wrt, wrt)))
     except Exception:  # noqa: BLE001 - whatever does not load is rebuilt
         return None
     return (plan, source) if ok else None
 
 
-def _write(path: Path, key: str, plan: Any, source: str, loss: Node, leaves: dict[str, Node]) -> None:
+def _payload(key: str, plan: Any, source: str, refs: _Refs) -> bytes:
+    """The pickled entry (raises whatever pickle refuses: a lambda, a local class ...)."""
+    buf = io.BytesIO()
+    probe = _Pickler(buf, refs, None)
+    probe.dump((key, (), plan, source))
+    if not probe.found:  # a fused plan: only the caller's nodes, the first pass is the entry
+        return buf.getvalue()
+    made = _made(probe.found, refs)
+    buf = io.BytesIO()
+    _Pickler(buf, refs, made).dump((key, made, plan, source))
+    return buf.getvalue()
+
+
+def _write(path: Path, key: str, plan: Any, source: str, refs: _Refs) -> None:
     """Store atomically; a plan that cannot be stored is simply not cached."""
     try:
-        buf = io.BytesIO()
-        _Pickler(buf, loss, leaves).dump((key, plan, source))
+        payload = _payload(key, plan, source, refs)
     except Exception:  # noqa: BLE001 - Uncacheable, or anything pickle refuses (a lambda, ...)
         return
-    payload = buf.getvalue()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem[:16], suffix=".tmp")

@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+import graphc as gc
 from graphc import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,3 +86,45 @@ def test_python_dash_m_graphc():
     assert out.returncode == 0
     for command in ("show", "bench", "demo", "cache"):
         assert command in out.stdout
+
+
+WIDE = """
+import graphc as gc
+from graphc import nn
+X, y, s = gc.data("X", shape=(None, 3)), gc.data("y"), gc.param("s")
+model = nn.Sequential(nn.Linear(3, 4, name="l0"), nn.Tanh(), nn.Linear(4, 1, name="l1"))
+f = gc.compile(nn.mse_loss(gc.flatten(model(X)), y, reduction="sum") + s**2, schedule="blocked")
+"""
+
+
+@pytest.fixture()
+def wide_script(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "wide.py"
+    path.write_text(textwrap.dedent(WIDE))
+    return str(path)
+
+
+def test_show_gradients_of_a_blocked_model_in_index_notation(wide_script, capsys):
+    argv = ["show", "--no-source", "--gradients", "--latex", "--stats", "--graph", wide_script]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "d(loss)/d(l0.weight[j, k]) = " in out and "d(loss)/d(l1.bias[j]) = " in out
+    assert "d(loss)/d(s) = 2*s" in out and "Sum(" in out and "(h, 0, 3)" in out
+    assert "\\frac{\\partial L}{\\partial \\mathrm{l0\\_weight}_{j,k}}" in out
+    assert "blocked schedule" in out and "{ lambda" in out and "not shown" not in out
+
+
+def test_show_prints_what_it_can_and_one_line_for_the_rest(wide_script, capsys, monkeypatch):
+    from graphc import explain
+
+    def refuse(self, node, idx):
+        raise gc.UnsupportedError("no einsum today")
+
+    monkeypatch.setattr(explain.Indexing, "_einsum", refuse)
+    assert cli.main(["show", "--no-source", "--gradients", "--latex", "--stats", wide_script]) == 0
+    out, err = capsys.readouterr()
+    assert "d(loss)/d(s) = 2*s" in out  # its gradient has no contraction
+    assert "d(loss)/d(l0.weight): not shown: no einsum today" in out
+    assert "# latex: not shown: no einsum today" in out
+    assert "bytes read per sample" in out and "Traceback" not in out + err

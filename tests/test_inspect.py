@@ -196,3 +196,168 @@ def test_timings_show_a_cache_hit_in_a_second_process(tmp_path):
     for stage in ("graph", "plancache", "load", "numba"):
         assert second[stage] >= 0
     assert not {"autodiff", "schedule", "cse", "codegen"} & set(second)
+
+
+# ---- blocked plans (wide layers): gradients in index notation ------------------------------
+def evaluator(expr, free=()):
+    """``expr`` (index notation) as a Python function of (values, *free indices): data,
+    parameters and ``n`` by name from ``values``; every Sum runs as a Python loop."""
+    consts: dict = {}
+
+    def const(e):  # a constant array read at a symbolic index -> an IndexedBase of its own
+        return consts.setdefault(e.base, sp.IndexedBase(f"_c{len(consts)}"))[e.indices]
+
+    expr = expr.replace(lambda e: isinstance(e, sp.Indexed) and isinstance(e.base, sp.NDimArray), const)
+    bases = sorted(expr.atoms(sp.IndexedBase), key=str)
+    labels = {b.label for b in bases}
+    scalars = sorted((q for q in expr.free_symbols if q not in labels and q not in free
+                      and not isinstance(q, sp.Indexed)), key=str)
+    renamed = {**{b: sp.IndexedBase(f"_b{k}") for k, b in enumerate(bases)},
+               **{q: sp.Symbol(f"_s{k}") for k, q in enumerate(scalars)}}
+    fn = sp.lambdify([renamed[b] for b in bases] + [renamed[q] for q in scalars] + list(free),
+                     expr.xreplace(renamed), modules="math")
+    arrays = {str(c.label): np.array(a.tolist(), dtype=float) for a, c in consts.items()}
+
+    def call(values, *idx):
+        values = {**values, **arrays}
+        arrays_ = [np.asarray(values[str(b.label)]) for b in bases]
+        return fn(*arrays_, *[values[q.name] for q in scalars], *idx)
+
+    return call
+
+
+def gradient_values(g, values, shape):
+    """A gradient from f.gradients (an expression, or a Lambda over the index symbols) at every index."""
+    fn = evaluator(g.expr, g.variables) if isinstance(g, sp.Lambda) else evaluator(g)
+    out = np.zeros(shape)
+    for idx in np.ndindex(*shape):
+        out[idx] = fn(values, *idx)
+    return out
+
+
+def test_blocked_gradients_read_per_sample_and_sum_to_hand_written_backprop():
+    from tests.test_blocked import mlp, numpy_mlp
+
+    loss, init = mlp((3, 4, 1))
+    f = gc.compile(loss, schedule="blocked")  # inspection only: no Numba compile
+    grads = f.gradients
+    assert list(grads) == ["l0.weight", "l0.bias", "l1.weight", "l1.bias"]
+    j, k = sp.symbols("j k", integer=True, nonnegative=True)
+    assert isinstance(grads["l0.weight"], sp.Lambda) and grads["l0.weight"].variables == (j, k)
+    text = str(grads["l0.weight"].expr)  # one sample: X[m] is this sample's row, the hidden units a Sum
+    assert "X[k]" in text and "Sum(" in text and "(h, 0, 3)" in text and "[i" not in text
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((5, 3)), rng.standard_normal(5)
+    _, ref = numpy_mlp(init, X, y, 2)
+    for name, g in grads.items():
+        total = sum(gradient_values(g, {**init, "X": X[s], "y": y[s], "n": 5}, init[name].shape)
+                    for s in range(5))
+        np.testing.assert_allclose(total, ref[name], rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+def test_blocked_and_fused_gradients_are_the_same_formulas():
+    xx = gc.data("xx", shape=(None, 3))
+    lin = gc.nn.Linear(3, 1, name="lin")
+    loss = gc.nn.mse_loss(gc.flatten(lin(xx)), gc.data("y"), reduction="mean")
+    fused = gc.compile(loss, schedule="fused").gradients
+    blocked = gc.compile(loss, schedule="blocked").gradients
+    for name, elems in fused.items():
+        for idx in np.ndindex(*elems.shape):
+            assert sp.simplify(blocked[name](*idx).doit() - elems[idx]) == 0, (name, idx)
+
+
+def structural_terms():
+    """Every structural op, as in tests/test_nn.py (stop_gradient aside: a loss formula does not show it)."""
+    X, x = gc.data("X", shape=(None, 3)), gc.data("x")
+    W, M = gc.param("W", (4, 3)), gc.param("M", (3, 3))
+    b, v, s = gc.param("b", (4,)), gc.param("v", (4,)), gc.param("s")
+    r = gc.param("r", (3, 1))
+    h = gc.tanh(X @ W.T + b)
+    return [
+        gc.sum(gc.sin(X @ (M @ W[0]))) + gc.sum(W @ v[:3] * b) + v @ b,
+        gc.sum(gc.tanh(X[:, None, :] * M) * r),
+        gc.mean(gc.mean(h, axis=1, keepdims=True) ** 2) + gc.sum(gc.mean(X @ M, axis=0) ** 3),
+        gc.sum(gc.broadcast_to(b, (3, 4)) * gc.broadcast_to(r, (3, 4))),
+        gc.sum(h[:, 1:4:2] ** 2) + gc.sum(M[::2, 1] * W[1:3, 0]) + gc.sum(h[:, 3] * x),
+        gc.sum(gc.transpose(M) @ M * gc.constant(np.arange(9.0).reshape(3, 3))),
+        gc.sum(gc.flatten(X @ W[:1].T) * x) + gc.sum(gc.reshape(W, (2, 6)) ** 2 * gc.reshape(M, (9,))[:6]),
+        gc.sum(gc.stack([s * b, v, b * v], axis=0) ** 2 * gc.constant(np.arange(12.0).reshape(3, 4))),
+        gc.sum(gc.sin(gc.stack([x * s, x + b[0]], axis=-1) @ W[:2, :2])),
+        gc.sum(gc.tanh(X @ gc.concatenate([W, M], axis=0).T)) + gc.sum(gc.concatenate([b, v, r[:, 0]]) ** 3),
+        gc.sum(gc.einsum("ni,ij,nj->n", X, M, X) * x) + gc.einsum("ij,ij->", W, W),
+        gc.sum(gc.log_softmax(X @ W.T + b, axis=1) * gc.softmax(X @ M, axis=1)[:, :1]),
+        gc.sum(gc.relu(h - 0.1) * gc.where(x > 0, s, 2.0)[:, None]),
+    ]
+
+
+def test_blocked_exact_gradients_match_differences_of_the_loss_formula():
+    """Every structural op's index arithmetic (index, unindex, stack, concatenate, reshape,
+    keepdims, einsum, a sum over the samples inside another): d(loss formula)/dp by central
+    differences equals the gradient formula, both evaluated by SymPy's lambdify."""
+    loss = sum(structural_terms(), gc.constant(0.0))
+    f = gc.compile(loss, schedule="blocked")
+    exprs = explain.expressions(f.plan, per_sample=False)  # sums over the samples written out
+    rng = np.random.default_rng(0)
+    values = {"X": rng.standard_normal((3, 3)), "x": rng.standard_normal(3), "n": 3}
+    values.update((p.name, rng.standard_normal(p.shape) * 0.5 if p.shape else 0.3) for p in f.plan.wrt)
+    loss_at = evaluator(exprs["loss"])
+    for p in f.plan.wrt:
+        shape = np.shape(values[p.name])
+        got = gradient_values(exprs[p.name], values, shape)
+        fd = np.zeros(shape)
+        for idx in np.ndindex(*shape):
+            step = np.zeros(shape)
+            step[idx] = 1e-6
+            up, down = ({**values, p.name: values[p.name] + d} for d in (step, -step))
+            fd[idx] = (loss_at(up) - loss_at(down)) / 2e-6
+        np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-7, err_msg=p.name)
+
+
+def test_a_wide_layer_is_one_sum_not_an_unrolled_expression():
+    from tests.test_blocked import mlp
+
+    loss, _ = mlp((3, 256, 1))
+    f = gc.compile(loss)
+    assert f.schedule == "blocked"
+    g = f.gradients["l0.weight"]
+    assert "(h, 0, 255)" in str(g.expr) and len(str(g)) < 1000  # 256 hidden units, written once
+    weights = sp.IndexedBase("l0.weight", real=True)
+    unrolled = g(0, 0).doit().atoms(sp.Indexed)  # .doit() writes the sums out
+    assert {weights[h, m] for h in range(256) for m in range(3)} <= unrolled
+
+
+def test_blocked_latex_stats_and_graph():
+    from tests.test_blocked import mlp
+
+    loss, _ = mlp((3, 4, 1))
+    f = gc.compile(loss, schedule="blocked")
+    text = f.latex()
+    lines = text.splitlines()[1:-1]
+    assert text.startswith("\\begin{aligned}") and text.endswith("\\end{aligned}") and len(lines) == 5
+    assert lines[0].startswith("L &= \\sum_{i=0}^{n - 1}")
+    assert "\\frac{\\partial L}{\\partial \\mathrm{l0\\_weight}_{j,k}} &= \\sum_{i=0}^{n - 1}" in lines[1]
+    assert "{X}_{i,k}" in lines[1] and "\\sum_{h=0}^{3}" in lines[1]
+    s = f.stats
+    assert s.schedule == "blocked" and s.passes == 1 and s.accumulators == len(f.plan.accumulators)
+    assert s.bytes_per_sample == 8 * (3 + 1)  # X's row and y, read once
+    # forward X @ W0.T: 12 mul + 8 add; backward: d(l0.weight) alone sums 12 products per sample
+    assert s.ops_after_cse["tanh"] >= 4 and s.flops_per_sample > 12 + 8 + 12
+    assert "blocked schedule" in str(s) and "bytes read per sample" in str(s)
+    assert gc.compile(loss, schedule="blocked", dtype="float32").stats.bytes_per_sample == 16
+    assert f.graph.splitlines()[0].startswith("{ lambda X:(N, 3)")
+
+
+def test_blocked_gradients_say_what_they_cannot_show(monkeypatch):
+    from tests.test_blocked import mlp
+
+    loss, _ = mlp((3, 4, 1))
+    f = gc.compile(loss, schedule="blocked")
+
+    def refuse(self, node, idx):
+        raise gc.UnsupportedError("no reshape today")
+
+    monkeypatch.setattr(explain.Indexing, "_reshape", refuse)
+    with pytest.raises(gc.UnsupportedError, match="no reshape today"):
+        f.gradients
+    shown = explain.shown_gradients(f.plan)
+    assert all(isinstance(v, gc.UnsupportedError) for v in shown.values())

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import pytest
 import graphc as gc
 from graphc import plancache
 from graphc.compile import Timings, resolve_wrt
-from graphc.graph import Graph
+from graphc.graph import Graph, Node, toposort
 
 from . import strategies  # noqa: F401 - private cache dir when run alone
 
@@ -88,7 +89,125 @@ def test_a_warm_process_skips_sympy_and_gets_the_same_bits(tmp_path):
     assert warm["history"] == cold["history"] and warm["params"] == cold["params"]
 
 
+BLOCKED = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import graphc as gc
+    from graphc import autodiff, blocked, codegen, nn
+
+    if sys.argv[1] == "warm":  # a hit must not differentiate, plan or print anything
+        def refuse(*args, **kwargs):
+            raise AssertionError("planning in a warm process")
+        autodiff.gradients = blocked.plan = codegen.emit = refuse
+    X, y = gc.data("X", shape=(None, 3)), gc.data("y")
+    model = nn.Sequential(nn.Linear(3, 64, name="l0"), nn.Tanh(), nn.Linear(64, 1, name="l1"))
+    loss = nn.mse_loss(gc.flatten(model(X)), y, reduction="sum")  # 192 weights: "auto" picks blocked
+    init = model.init(0)
+    rng = np.random.default_rng(0)
+    Xs, ys = rng.standard_normal((300, 3)), rng.standard_normal(300)
+    f = gc.compile(loss)
+    r = f(X=Xs, y=ys, **init)
+    res = gc.fit(loss, data={"X": Xs, "y": ys}, init=init, optimizer=gc.Adam(lr=1e-2), steps=20, log_every=5)
+    assert f.schedule == res.compiled.schedule == "blocked" and f.plan.loss is loss
+    hexed = lambda v: np.asarray(v, dtype=float).ravel().tolist()
+    print(json.dumps({"timings": [f.timings, res.compiled.timings], "source": [f.source, res.source],
+                      "loss": r.loss.hex(),
+                      "grads": {k: [x.hex() for x in hexed(v)] for k, v in r.grads.items()},
+                      "history": [v.hex() for _, v in res.history],
+                      "params": {k: [x.hex() for x in hexed(v)] for k, v in res.params.items()}}))
+""")
+
+
+def test_a_blocked_plan_hits_in_a_fresh_process_with_the_same_bits(tmp_path):
+    """gc.compile and gc.fit of a width-64 MLP: the second process plans nothing."""
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("GRAPHC_PLAN_CACHE", None)
+    runs = [subprocess.run([sys.executable, "-c", BLOCKED, kind], env=env, capture_output=True, text=True,
+                           timeout=600) for kind in ("cold", "warm")]
+    for r in runs:
+        assert r.returncode == 0, r.stderr[-3000:]
+    cold, warm = (json.loads(r.stdout) for r in runs)
+    for before, after in zip(cold["timings"], warm["timings"]):
+        assert before["plan"] == "miss" and after["plan"] == "hit" and after["cache"] == "hit"
+        assert "codegen" in before and not {"autodiff", "schedule", "codegen"} & set(after)
+    assert "autodiff" in cold["timings"][0]
+    assert warm["source"] == cold["source"]
+    for k in ("loss", "grads", "history", "params"):
+        assert warm[k] == cold[k], k
+
+
 # ---- in this process ----------------------------------------------------------------------
+def _blocked_model(tag: str):
+    X, y = gc.data("X", shape=(None, 3)), gc.data("y")
+    P3 = gc.function(f"P3_{tag}", lambda z: (5 * z**3 - 3 * z) / 2)  # a derivative op autodiff makes
+    hidden = gc.nn.Linear(3, 4, name=f"l0_{tag}")
+    out = gc.nn.Linear(4, 1, name=f"l1_{tag}")
+    return gc.nn.mse_loss(gc.flatten(out(P3(gc.tanh(hidden(X))))), y, reduction="mean")
+
+
+def _kept(plan) -> list[int]:
+    """Positions (in the plan's own topological order) of the nodes a block keeps in arrays."""
+    order = toposort([plan.loss] + [g for g in plan.grads.values() if g is not None])
+    return [k for k, n in enumerate(order) if id(n) in plan.materialize]
+
+
+def test_a_blocked_plan_hits_in_this_process(cache, monkeypatch):
+    loss = _blocked_model("hit")
+    first = gc.compile(loss, schedule="blocked")
+    assert first.timings["plan"] == "miss" and len(entries(cache)) == 1
+    again = gc.compile(loss, schedule="blocked")
+    assert again.timings["plan"] == "hit" and not {"autodiff", "schedule", "codegen"} & set(again.timings)
+    plan = again.plan
+    assert plan.kind == "blocked" and plan is not first.plan and again.source == first.source
+    assert plan.loss is loss and all(p is q for p, q in zip(plan.wrt, first.plan.wrt))
+    assert plan.data[0] is first.plan.data[0]  # the caller's leaves, not copies
+    assert _kept(plan) == _kept(first.plan) and plan.materialize  # ids remapped to the loaded nodes
+    assert [a.node.op for a in plan.accumulators] == [a.node.op for a in first.plan.accumulators]
+    assert all(plan.acc_of[id(a.node)] is a for a in plan.accumulators)
+    assert {"rows", "blas", "layout", "zero_grads"} <= set(vars(plan))
+    assert (plan.rows, plan.blas, plan.layout) == (first.plan.rows, first.plan.blas, first.plan.layout)
+    # the forward nodes the gradients read are the caller's own; the rest was rebuilt from the entry
+    forward = {id(n) for n in toposort([loss])}
+    grad = plan.grads[plan.wrt[0].name]
+    assert any(id(n) in forward and n.op == "elementwise" for n in toposort([grad]))
+    assert str(again.gradients) == str(first.gradients)  # inspection reads the loaded plan
+    monkeypatch.setenv("GRAPHC_PLAN_CACHE", "0")
+    assert gc.compile(loss, schedule="blocked").source == first.source  # = an uncached compile
+
+
+@dataclass
+class Chain:
+    """A stand-in plan that made a chain of nodes of its own, far deeper than pickle recurses."""
+
+    loss: Node
+    wrt: list
+    zero_grads: list
+    chain: Node
+
+
+def test_a_plans_own_nodes_are_stored_flat_however_deep(cache):
+    loss = build("deep")
+    (p,) = Graph.from_outputs(loss).params
+    inner = loss.inputs[0]  # a node of the caller's graph that is no leaf
+
+    def made():
+        chain = inner
+        for _ in range(5000):
+            chain = gc.tanh(chain) * p
+        return Chain(loss, [p], [], chain), "source"
+
+    plan, _ = plancache.get(made, loss, None, Timings(), kind="deep")
+    timings = Timings()
+    again, source = plancache.get(lambda: pytest.fail("rebuilt"), loss, None, timings, kind="deep")
+    assert timings["plan"] == "hit" and source == "source"
+    nodes = toposort([again.chain])
+    assert len(nodes) == len(toposort([plan.chain])) and again.chain is not plan.chain
+    assert any(n is inner for n in nodes) and any(n is p for n in nodes)  # references, not copies
+    ops = {n.attr("fn") for n in nodes if n.op == "elementwise"}
+    assert {"tanh", "mul"} <= {op.name for op in ops} and all(gc.ops.ELEMENTWISE[op.name] is op for op in ops)
+
+
 def test_a_hit_returns_the_callers_nodes_and_the_same_source(cache):
     loss = build("nodes")
     first = gc.compile(loss)
@@ -219,9 +338,9 @@ def test_errors_are_the_same_with_the_cache(cache):
 def test_what_cannot_be_stored_is_built_as_before(cache):
     loss = build("stray")
 
-    class Holder:  # a plan that holds a node which is no leaf of the graph
+    class Holder:  # a plan that pickle refuses: a local class, holding a lambda
         def __init__(self):
-            self.loss, self.wrt, self.zero_grads, self.stray = loss, [], [], loss.inputs[0]
+            self.loss, self.wrt, self.zero_grads, self.stray = loss, [], [], lambda: loss
 
     timings = Timings()
     plan, source = plancache.get(lambda: (Holder(), "source"), loss, None, timings, kind="test")

@@ -47,14 +47,13 @@ import numpy as np
 import graphc as gc
 from graphc import loader
 from graphc.codegen import mathlib
-from graphc.codegen.cpu import CpuEmitter
 
 LOOP = '''
 @numba.njit(**OPTS)
 def train_{name}(x1, x2, y, w, lr, steps):
     """Full-batch SGD on sum(max(z, 0) - z*y + log1p(exp(-|z|))), z = w0 + w1 x1 + w2 x2; w in
     place; returns the loss before the last update."""
-    n = x1.shape[0]
+{bind}    n = x1.shape[0]
     loss = 0.0
     for step in range(steps):
         w0, w1, w2 = w[0], w[1], w[2]
@@ -64,8 +63,8 @@ def train_{name}(x1, x2, y, w, lr, steps):
         g2 = 0.0
         for i in range(n):
             z = w0 + w1 * x1[i] + w2 * x2[i]
-            loss += (z if z > 0.0 else 0.0) - z * y[i] + {log1p}({exp}(-abs(z)))
-            s = 1.0 / (1.0 + {exp}(-z)) - y[i]
+            loss += (z if z > 0.0 else 0.0) - z * y[i] + {log1p_exp_abs}
+            s = 1.0 / (1.0 + {exp_neg}) - y[i]
             g0 += s
             g1 += s * x1[i]
             g2 += s * x2[i]
@@ -79,15 +78,18 @@ def train_{name}(x1, x2, y, w, lr, steps):
 def hand_written():
     """train_math and train_mathlib, in one module laid out as graphc's: the options line
     (``fastmath={"reassoc", "contract"}, error_model="numpy"``), the helpers, the loops."""
+    def lines(helpers: set) -> str:  # the constants' copies, as graphc's functions make them
+        return "".join(line + "\n" for line in mathlib.bindings(helpers, "    "))
+
+    call = mathlib.call
     text = "\n".join([
-        "import math", "", "import numba", "import numpy as np", "", CpuEmitter.options(None), "",
+        "import math", "", "import numba", "import numpy as np", "", mathlib.MODULE_OPTIONS, "",
         mathlib.source({"_exp", "_log1p"}), "",
-        LOOP.format(name="math", exp="math.exp", log1p="math.log1p"),
-        LOOP.format(name="mathlib", exp="EXP", log1p="LOG1P")
-        .replace("EXP(-abs(z)))", "_exp(-abs(z), exp_c), log1p_c)").replace("LOG1P(", "_log1p(")
-        .replace("EXP(-z)", "_exp(-z, exp_c)"),
+        LOOP.format(name="math", bind="", log1p_exp_abs="math.log1p(math.exp(-abs(z)))", exp_neg="math.exp(-z)"),
+        LOOP.format(name="mathlib", bind=lines({"_exp", "_log1p"}),
+                    log1p_exp_abs=call("_log1p", call("_exp", "-abs(z)")), exp_neg=call("_exp", "-z")),
     ])
-    return loader.load(mathlib.bind(text), stem="bench_bce")[0]
+    return loader.load(text, stem="bench_bce")[0]
 
 
 def problem(n: int, seed: int = 0):

@@ -36,7 +36,7 @@ with _collector.paused():
         round, sign, sinh, square,
     )
     from .nn import log_softmax, logsumexp, softmax  # noqa: E402
-    from .checkpoint import load  # noqa: E402
+    from .train import load  # noqa: E402  a checkpoint (checkpoint.py) as a FitResult
     from .optim import (  # noqa: E402
         SGD, Adagrad, Adam, AdamW, CosineAnnealingLR, ExponentialLR, Newton, RMSprop, StepLR,
     )

@@ -1,6 +1,6 @@
 """Checkpoints: a fit's parameters, optimizer state and history in one ``.npz`` file.
 
-``res.save(path)`` writes it; ``gc.load(path)`` reads it back as a FitResult whose
+``res.save(path)`` writes it; ``gc.load(path)`` (train.load, on ``read``) gives it back as a FitResult whose
 ``params``, ``optimizer`` and ``state`` continue training bit for bit:
 ``gc.fit(loss, data, init=ck.params, optimizer=ck.optimizer, state=ck.state, ...)``.
 Nothing is pickled: arrays, and the optimizer as JSON text.
@@ -48,10 +48,9 @@ def save(result: Any, path: Any) -> str:
     return path
 
 
-def load(path: Any) -> Any:
-    """Read a checkpoint written by ``res.save(path)`` as a FitResult (no compiled module)."""
-    from .train import FitResult
-
+def read(path: Any) -> dict[str, Any]:
+    """The fields of the FitResult a checkpoint written by ``res.save(path)`` holds (all but
+    the compiled module)."""
     try:
         with np.load(os.fspath(path), allow_pickle=False) as z:
             files = {k: z[k] for k in z.files}
@@ -69,8 +68,8 @@ def load(path: Any) -> Any:
         state["count"] = int(state["count"])
     history = [(int(t), float(v)) for t, v in files["history"]]
     optimizer = _optimizer(json.loads(str(files["optimizer"])))
-    return FitResult(params, history, int(files["steps"]), float(files["seconds"]), optimizer, state,
-                     None, str(files["dtype"]))
+    return dict(params=params, history=history, steps=int(files["steps"]), seconds=float(files["seconds"]),
+                optimizer=optimizer, state=state, dtype=str(files["dtype"]))
 
 
 def _spec(obj: Any) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ import numpy as np
 from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, explain, loader, plancache, targets, threads
 from .blocked import BlockPlan
 from .errors import GraphcError, UnsupportedError
-from .graph import Graph, Node, format_shape
+from .graph import Graph, Node, format_shape, resolve_wrt
 from .runtime import Result, bind_data, check_names, merge, pack_params, unpack
 from .schedule import Plan, fuse
 
@@ -91,26 +91,6 @@ def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule
         warnings.warn(f"the loss does not depend on parameter {name!r}; its gradient is zero", stacklevel=3)
     memo[(key, kind)] = plan
     return plan
-
-
-def resolve_wrt(graph: Graph, wrt: Sequence[Node] | None) -> list[Node]:
-    params = graph.params
-    if wrt is None:
-        return params
-    if isinstance(wrt, Node):
-        wrt = [wrt]
-    out = []
-    for p in wrt:
-        if not isinstance(p, Node) or p.op != "param":
-            raise GraphcError(f"wrt must list parameters (gc.param), got {p!r}")
-        if any(p is q for q in out):
-            raise GraphcError(f"parameter {p.name!r} appears twice in wrt")
-        if not any(p is q for q in params):
-            if any(p.name == q.name for q in params):
-                raise GraphcError(f"wrt names {p.name!r}, a different parameter than the loss uses")
-            params = params + [p]  # not in the loss: zero gradient, with a warning
-        out.append(p)
-    return out
 
 
 class Compiled:

@@ -199,10 +199,9 @@ def cuda_sync() -> None:
 
 
 def _emitter_names(compiled: Any) -> tuple[int, dict[str, str]]:
-    """Threads per block and the kernel names of the generated module (they avoid user names)."""
-    from .codegen.cuda import CudaEmitter
-
-    names = CudaEmitter(compiled.plan, compiled.dtype, threads=options.threads).g
+    """Threads per block and the kernel names of the generated module (they avoid user names):
+    the module's own table, ``KERNELS``."""
+    names = compiled.module.KERNELS
     return int(getattr(compiled.module, names["THREADS"])), names
 
 

@@ -11,7 +11,7 @@ import itertools
 import keyword
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from .errors import GraphcError, InvalidName
 
@@ -241,3 +241,25 @@ def _check_code_names(leaves: list[Node]) -> None:
                     f"names {other.name!r} and {node.name!r} clash: generated code spells a value "
                     f"of each as {ident!r}; rename one"
                 )
+
+
+def resolve_wrt(graph: Graph, wrt: "Sequence[Node] | Node | None") -> list[Node]:
+    """The parameters to differentiate: ``wrt`` checked against ``graph`` (all its parameters
+    when None; one not in the graph gets a zero gradient, with a warning from the planner)."""
+    params = graph.params
+    if wrt is None:
+        return params
+    if isinstance(wrt, Node):
+        wrt = [wrt]
+    out = []
+    for p in wrt:
+        if not isinstance(p, Node) or p.op != "param":
+            raise GraphcError(f"wrt must list parameters (gc.param), got {p!r}")
+        if any(p is q for q in out):
+            raise GraphcError(f"parameter {p.name!r} appears twice in wrt")
+        if not any(p is q for q in params):
+            if any(p.name == q.name for q in params):
+                raise GraphcError(f"wrt names {p.name!r}, a different parameter than the loss uses")
+            params = params + [p]  # not in the loss: zero gradient, with a warning
+        out.append(p)
+    return out

@@ -461,8 +461,7 @@ def hessian_plan(loss: Node, wrt: Sequence[Node] | None) -> HessianPlan:
     parameters ``hess_<p>_<q>``, which are then dropped from the parameter layout.
     """
     from . import autodiff, schedule
-    from .compile import resolve_wrt
-    from .graph import Graph, spell
+    from .graph import Graph, resolve_wrt, spell
 
     graph = Graph.from_outputs(loss)
     if loss.shape != ():

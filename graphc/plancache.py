@@ -46,8 +46,9 @@ from typing import Any, Callable
 import numpy as np
 import sympy as sp
 
-from . import __version__, loader
-from .graph import N, Graph, Node, toposort
+from . import loader
+from .version import __version__
+from .graph import N, Graph, Node, resolve_wrt, toposort
 from .ops import ELEMENTWISE, Elementwise
 
 FORMAT = 2  # bump when the entry layout changes
@@ -172,7 +173,6 @@ def _optimizer(opt: Any, n_wrt: int) -> tuple:
 
 def _checked(loss: Node, wrt: Any) -> tuple[Graph, list[Node]]:
     """The validated graph and parameters, as make_plan checks them (the same errors)."""
-    from .compile import resolve_wrt
 
     if not isinstance(loss, Node):
         raise Uncacheable("not a node")

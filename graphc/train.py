@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from . import codegen, cuda_runtime, distributed, plancache, targets
+from .checkpoint import read, save
 from .compile import Compiled, Timings, make_plan
 from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
 from .graph import N, Node
@@ -55,8 +56,6 @@ class FitResult:
 
     def save(self, path: Any) -> str:
         """Write params, optimizer state and history to ``path`` (.npz); see gc.load."""
-        from .checkpoint import save
-
         return save(self, path)
 
     def plot_history(self, path: Any = None, ax: Any = None) -> Any:
@@ -64,6 +63,12 @@ class FitResult:
         from .plot import plot_history
 
         return plot_history(self, path, ax)
+
+
+def load(path: Any) -> FitResult:
+    """A checkpoint written by ``res.save(path)``, as a FitResult whose params, optimizer and
+    state continue training bit for bit (no compiled module)."""
+    return FitResult(**read(path))
 
 
 def fit(

@@ -77,10 +77,10 @@ def test_2d_sample_data_is_read_through_a_flat_view_at_constant_strides():
     assert "X_flat = X.ravel()" in src and "X_flat_ = theta[" in src
 
 
-@pytest.mark.parametrize("name", ["x", "g"])
+@pytest.mark.parametrize("name", ["x", "lr"])
 def test_train_holds_its_step_inline_unless_that_reassigns_a_data_name(name):
     """train repeats the lines of sums_0, finish and update (one function for Numba to compile);
-    a data array named like a local of those lines (g: the update's gradient) keeps the call."""
+    a data array named like a local of those lines (lr: the update's learning rate) keeps the call."""
     xs, ys = gc.data(name), gc.data("y")
     a, b = gc.params("a b")
     loss = gc.sum((a + b * xs - ys) ** 2)
@@ -88,6 +88,6 @@ def test_train_holds_its_step_inline_unless_that_reassigns_a_data_name(name):
     res = gc.fit(loss, data={name: x, "y": 2.0 * x + 0.5}, init={"a": 0.0, "b": 0.0},
                  optimizer=gc.Adam(lr=0.05), steps=300, log_every=100)
     train = body_of(res.compiled.source, "train")
-    assert ("update(theta, grad, hyper, state, count)" in train) == (name == "g")
+    assert ("update(theta, grad, hyper, state, count)" in train) == (name == "lr")
     assert ("for i in range(n):" in train) and "sums_0(" not in train
     assert res.params["a"] == pytest.approx(0.5, abs=1e-3) and res.params["b"] == pytest.approx(2.0, abs=1e-3)

@@ -192,31 +192,26 @@ def test_source_orders_helpers_after_what_they_call():
     assert mathlib.NAMES <= RESERVED and set(mathlib.SYMPY.values()) <= mathlib.NAMES
 
 
-BIND_IN = '''def f(x):
-    """Doc
-    string."""
-    return _tanh(x, tanh_c)
-
-
-def g(x):
-    return x
-
-
-def h(x):
-    y = _tanh(x, tanh_c)
-    return _tanh(y, tanh_c) + _exp(y, exp_c)
-'''
-
-
-def test_bind_copies_the_constants_once_in_each_function_that_passes_them():
-    out = mathlib.bind(BIND_IN).splitlines()
+def test_bindings_copy_the_constants_of_the_helpers_a_function_calls():
     copy = "    tanh_c = TANH_C.copy()  # constants as run-time values (see TANH_C)"
-    assert out[3] == copy and out[4] == "    return _tanh(x, tanh_c)"  # after f's docstring
-    h = out.index("def h(x):")
-    assert out[h + 1] == "    exp_c = EXP_C.copy()  # constants as run-time values (see EXP_C)" and out[h + 2] == copy
-    assert sum(line == copy for line in out) == 2  # g: none
-    assert mathlib.bind("def k(x):\n    return x\n") == "def k(x):\n    return x\n"
+    assert mathlib.bindings({"_tanh"}, "    ") == [copy]
+    assert mathlib.bindings({"_tanh", "_exp"}, "    ") == [
+        "    exp_c = EXP_C.copy()  # constants as run-time values (see EXP_C)", copy]  # in CONSTANTS' order
+    assert mathlib.bindings(set(), "    ") == []
     assert mathlib.call("_tanh", "a*x") == "_tanh(a*x, tanh_c)" and mathlib.call("_exp", "x") == "_exp(x, exp_c)"
+
+
+def test_printer_collects_the_helpers_each_function_prints():
+    import sympy as sp
+
+    from graphc.codegen.printer import printer
+
+    p, x = printer(vector_math=True), sp.Symbol("x")
+    with p.collecting() as outer:
+        p.doprint(sp.tanh(x))
+        with p.collecting() as inner:
+            p.doprint(sp.exp(x))
+    assert outer == {"_tanh", "_exp"} and inner == {"_exp"} and p.used == {"_tanh", "_exp"}
 
 
 def tanh_loss():

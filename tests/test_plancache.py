@@ -16,7 +16,8 @@ import pytest
 
 import graphc as gc
 from graphc import plancache
-from graphc.compile import Timings, resolve_wrt
+from graphc.compile import Timings
+from graphc.graph import resolve_wrt
 from graphc.graph import Graph, Node, toposort
 
 from . import strategies  # noqa: F401 - private cache dir when run alone

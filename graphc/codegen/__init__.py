@@ -7,8 +7,6 @@ header; the target registry (``graphc/targets.py``) names the emitter. ``cpu.py`
 
 from __future__ import annotations
 
-import hashlib
-
 from .. import targets
 from ..errors import TargetError
 from ..schedule import Plan
@@ -22,9 +20,7 @@ def emit(plan: Plan, target: str = "cpu", dtype: str = "float64", optimizer: obj
     ``batches``: also the mini-batch loop ``train_batches``, cpu and parallel only)."""
     emitter = targets.get(target).emitter(plan.kind)(plan, dtype, optimizer)
     emitter.batches = batches and optimizer is not None
-    body = emitter.module()
-    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
-    return body.replace("{SOURCE_SHA}", digest, 1)
+    return emitter.module()
 
 
 def check_dtype(dtype: str) -> str:

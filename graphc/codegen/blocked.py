@@ -543,7 +543,7 @@ class BlockedMixin:
 
     def print_function(self, head: list[str], body: list[Stmt]) -> str:
         """The passes over ``body``, then its lines under ``head`` (the def and docstring)."""
-        return "\n".join(head + print_body(passes.run(body), self.expr, "    "))
+        return self.function(head, lambda: print_body(passes.run(body), self.expr, "    "))
 
     def pass_function(self, k: int) -> str:
         """sums_k: zero this pass's accumulators, add every block into them, write them to out."""

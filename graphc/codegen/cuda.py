@@ -128,18 +128,19 @@ class CudaEmitter(CpuEmitter):
     # ---- the module ----
     def module(self) -> str:
         g, plan = self.g, self.plan
-        parts = [self.header(), self.preamble(), HELPERS.format(**g).strip()]
+        parts = [self.preamble(), HELPERS.format(**g).strip()]
         parts += [self.loop_function(k, loop) for k, loop in enumerate(plan.loops)]
         parts.append(self.finish())
         parts += [self.pass_kernel(k) for k in range(len(plan.loops) - 1)]
         parts.append(self.evaluate())
         if self.optimizer is not None:
             parts += [self.update(), AFTER_STEP.format(**g).strip(), self.train_step(), self.train()]
-        return "\n\n\n".join(parts) + "\n"
+        parts.append(f"KERNELS = {dict(sorted(g.items()))!r}  # role -> name in this module (names avoid the user's)")
+        return self.assemble(parts, "\n\n\n")
 
-    def header(self) -> str:
+    def header(self, digest: str) -> str:
         passes = len(self.plan.loops)
-        return super().header() + (
+        return super().header(digest) + (
             f"\n# {passes} pass(es) over the samples, each one grid-stride kernel with a shared-memory"
             "\n# block reduction; partial sums are combined in block order (same bits every run)."
         )

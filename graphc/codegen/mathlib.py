@@ -22,7 +22,7 @@ LLVM rewrites the Cody-Waite reduction (x - k*C1) - k*C2 into x - k*(C1 + C2): u
 No nnan/ninf either: NaN and infinity follow ``math``'s semantics.
 
 Constants: each helper takes its constants as an argument, ``c``: the module's ``EXP_C`` or
-``TANH_C``, copied once at the top of each function that calls it (``bind`` writes that
+``TANH_C``, copied once at the top of each function that calls it (``bindings`` writes that
 line; the printer passes the copy, ``exp_c`` or ``tanh_c``). Written as literals, LLVM
 keeps few of them in registers across a vectorized loop and rematerializes the others
 where they are used, in every iteration: under Numba's large code model two instructions
@@ -69,12 +69,17 @@ log1p(-0) = -0, log1p(x) = x for |x| < 2**-53, inf and nan pass. Throughput on o
 
 from __future__ import annotations
 
-import ast
 from typing import Iterable
 
 import sympy as sp
 from sympy.codegen.cfunctions import log1p  # what ops.softplus writes
 
+# Numba's options for every generated function. fastmath: reassoc lets LLVM vectorize the sums,
+# contract fuses a*b + c into one FMA; nothing else: no nnan/ninf (NaN and inf as IEEE), no nsz
+# (signed zeros), no arcp (a/b is never a*(1/b), NaN where 1/b overflows). docs/guarantees.md
+# lists what each flag may change.
+FASTMATH = '{"reassoc", "contract"}'
+MODULE_OPTIONS = f'OPTS = dict(cache=True, nogil=True, error_model="numpy", fastmath={FASTMATH})'
 # forceinline: compiled once, inlined by LLVM (see above); MATH_OPTS: no reassoc, keeps -0
 OPTIONS = 'MATH_OPTS = dict(OPTS, fastmath={"contract"})  # graphc\'s math helpers: exact as written'
 JIT = "@numba.njit(forceinline=True, **MATH_OPTS)"
@@ -471,39 +476,21 @@ NAMES = frozenset(HELPERS) | {"MATH_OPTS"} | {n for pair in CONSTANTS.values() f
 
 def call(helper: str, arg: str) -> str:
     """The text of a call of ``helper`` on ``arg``; a helper with constants takes its local
-    copy of them too (``bind`` makes it)."""
+    copy of them too (``bindings`` makes it)."""
     return f"{helper}({arg}, {CONSTANTS[helper][1]})" if helper in CONSTANTS else f"{helper}({arg})"
 
 
-def bind(module: str) -> str:
-    """``module`` with a first line in each function that passes a helper's constants (reads
-    its local, ``tanh_c``): ``tanh_c = TANH_C.copy()``, after the docstring. Once per call of
-    the function, not per sample."""
-    tree = ast.parse(module)
-    lines = module.split("\n")
-    inserts = []
-    for fn in tree.body:
-        if not isinstance(fn, ast.FunctionDef) or fn.name in HELPERS:
-            continue
-        read = {node.id for node in ast.walk(fn) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
-        wanted = [(array, local) for array, local in CONSTANTS.values() if local in read]
-        if not wanted:
-            continue
-        first = fn.body[0]
-        docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
-        at = first.end_lineno if docstring else first.lineno - 1  # 0-based index of the new line
-        indent = " " * first.col_offset
-        inserts.append((at, [f"{indent}{local} = {array}.copy()  # constants as run-time values (see {array})"
-                             for array, local in wanted]))
-    for at, new in sorted(inserts, reverse=True):
-        lines[at:at] = new
-    return "\n".join(lines)
+def bindings(helpers: Iterable[str], indent: str) -> list[str]:
+    """The first lines of a function that calls ``helpers``: each one's constants as a local
+    (``tanh_c = TANH_C.copy()``), made once per call of the function, not per sample."""
+    return [f"{indent}{local} = {array}.copy()  # constants as run-time values (see {array})"
+            for helper, (array, local) in CONSTANTS.items() if helper in set(helpers)]
 
 
 LOOP = '''
 @numba.njit(**OPTS)
 def loop_{name}(x, out):
-    for i in range(x.shape[0]):
+{bind}    for i in range(x.shape[0]):
         out[i] = {call}
 '''
 
@@ -515,16 +502,15 @@ def loops(calls: Iterable[tuple[str, str]], float32: bool = False) -> str:
     its constants bound as the emitters bind them; any other fn, e.g. ``math.exp``, as
     written). For tests/test_mathlib.py and benchmarks/bench_mathlib.py: load it with
     ``graphc.loader.load``."""
-    from graphc.codegen.cpu import CpuEmitter  # cpu imports this module
-
     calls = list(calls)
     helpers = {fn for _, fn in calls if fn in HELPERS}
     text = "\n".join([
         "import math", "", "import numba", "import numpy as np", "",
-        CpuEmitter.options(None), "", source(helpers, float32=float32), "",
-        *(LOOP.format(name=name, call=call(fn, "x[i]") if fn in HELPERS else f"{fn}(x[i])") for name, fn in calls),
+        MODULE_OPTIONS, "", source(helpers, float32=float32), "",
+        *(LOOP.format(name=name, call=call(fn, "x[i]") if fn in HELPERS else f"{fn}(x[i])",
+                      bind="".join(line + "\n" for line in bindings([fn], "    "))) for name, fn in calls),
     ])
-    return bind(text)
+    return text
 
 
 def _table(float32: bool) -> dict[str, tuple[str, tuple[str, ...]]]:

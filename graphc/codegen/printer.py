@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import sympy as sp
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
@@ -24,12 +27,26 @@ class GraphcPrinter(PythonCodePrinter):
         super().__init__({"standard": "python3", "fully_qualified_modules": True})
         self.vector_math = vector_math
         self.used: set[str] = set()
+        self._scopes: list[set[str]] = []
+
+    @contextmanager
+    def collecting(self) -> Iterator[set[str]]:
+        """The helpers printed inside the ``with`` block (one generated function's: it binds
+        their constants, ``mathlib.bindings``)."""
+        scope: set[str] = set()
+        self._scopes.append(scope)
+        try:
+            yield scope
+        finally:
+            self._scopes.remove(scope)
 
     def _print_vector_math(self, expr: sp.Function) -> str:
         helper = mathlib.SYMPY.get(type(expr)) if self.vector_math else None
         if helper is None or expr.args[0].is_number:  # a constant: libm, once
             return getattr(super(), f"_print_{type(expr).__name__}")(expr)
         self.used.add(helper)
+        for scope in self._scopes:
+            scope.add(helper)
         return mathlib.call(helper, self._print(expr.args[0]))
 
     _print_exp = _print_tanh = _print_log = _print_log1p = _print_vector_math

@@ -27,6 +27,7 @@ from typing import Sequence
 from . import targets
 from .errors import UnsupportedError
 from .graph import N, Node, spell, toposort
+from .indexing import fixed_shape, per_sample
 from .schedule import Layout, param_layout
 
 SCHEDULES = ("auto", "fused", "blocked")
@@ -97,14 +98,6 @@ class BlockPlan(Layout):
         for a in self.accumulators:
             sizes[a.pass_] += a.size
         return sizes
-
-
-def per_sample(node: Node) -> bool:
-    return N in node.shape
-
-
-def fixed_shape(node: Node) -> tuple:
-    return tuple(d for d in node.shape if d is not N)
 
 
 def reduces_samples(node: Node) -> bool:

@@ -29,7 +29,8 @@ from .blocked import fixed_shape, per_sample as _sample_wise, reduces_samples
 from .errors import GraphcError, UnsupportedError
 from .graph import N, Graph, Node, spell, toposort
 from .ops import fixed_indices
-from .schedule import N_SYMBOL, Plan, _broadcast_map, index_source
+from .indexing import broadcast_map, view_source
+from .schedule import N_SYMBOL, Plan
 
 SAMPLE = sp.Symbol("i", integer=True, nonnegative=True)  # the sample index in exact forms
 
@@ -433,10 +434,10 @@ class Indexing:
     def at(self, node: Node, idx: tuple) -> sp.Expr:
         key = (id(node), idx)
         if key not in self.memo:
-            rule = getattr(self, "_" + node.op, None)
-            if rule is None:
+            rule = INDEX_RULES.get(node.op)
+            if rule is None:  # pragma: no cover - every op has a rule (tests/test_registry.py)
                 raise UnsupportedError(f"cannot show a {node.op} node ({node.label()}) in index notation")
-            self.memo[key] = rule(node, tuple(idx))
+            self.memo[key] = rule(self, node, tuple(idx))
         return self.memo[key]
 
     # ---- leaves ----
@@ -459,21 +460,12 @@ class Indexing:
 
     # ---- elementwise and views ----
     def _elementwise(self, node: Node, idx: tuple) -> sp.Expr:
-        args = [self.at(x, _broadcast_map(node.shape, x.shape)(idx)) for x in node.inputs]
+        args = [self.at(x, broadcast_map(node.shape, x.shape)(idx)) for x in node.inputs]
         return fold.plain(node.attr("fn").compose(args))
 
-    def _broadcast_to(self, node: Node, idx: tuple) -> sp.Expr:
-        (x,) = node.inputs
-        return self.at(x, _broadcast_map(node.shape, x.shape)(idx))
-
-    def _stop_gradient(self, node: Node, idx: tuple) -> sp.Expr:
-        return self.at(node.inputs[0], idx)
-
-    def _transpose(self, node: Node, idx: tuple) -> sp.Expr:
-        (x,), perm = node.inputs, node.attr("perm")
-        out_fixed = [a for a in range(node.ndim) if node.shape[a] is not N]
-        where = {perm[a]: k for k, a in enumerate(out_fixed)}  # input axis -> position in idx
-        return self.at(x, tuple(idx[where[a]] for a in range(x.ndim) if x.shape[a] is not N))
+    def _view(self, node: Node, idx: tuple) -> sp.Expr:
+        """broadcast_to, transpose, index, stop_gradient: one element of the input."""
+        return self.at(*view_source(node, idx))
 
     def _reshape(self, node: Node, idx: tuple) -> sp.Expr:
         (x,) = node.inputs
@@ -491,9 +483,6 @@ class Indexing:
             flat = sp.floor(flat / in_dims[a])
         return self.at(x, tuple(reversed(source)))
 
-    def _index(self, node: Node, idx: tuple) -> sp.Expr:
-        x = node.inputs[0]
-        return self.at(x, index_source(x.shape, node.attr("key"), idx))
 
     def _unindex(self, node: Node, idx: tuple) -> sp.Expr:
         """``g`` placed at the positions ``key`` selects of a zero tensor."""
@@ -581,6 +570,17 @@ class Indexing:
         if any(sizes[c] is N and c not in out for c in sizes):
             limits.append((SAMPLE, 0, N_SYMBOL - 1))
         return Sum(term, *limits) if limits else term
+
+
+# how inspection shows each op in index notation: op name -> Indexing method (every op has
+# one; see tests/test_registry.py)
+INDEX_RULES: dict[str, Any] = {
+    "data": Indexing._data, "param": Indexing._param, "const": Indexing._const, "count": Indexing._count,
+    "elementwise": Indexing._elementwise, "reshape": Indexing._reshape, "unindex": Indexing._unindex,
+    "stack": Indexing._stack, "concatenate": Indexing._concatenate, "sum": Indexing._sum,
+    "mean": Indexing._mean, "einsum": Indexing._einsum,
+    **{op: Indexing._view for op in ("broadcast_to", "transpose", "index", "stop_gradient")},
+}
 
 
 def _sample_summand(expr: sp.Expr) -> sp.Expr | None:

@@ -699,6 +699,19 @@ def derivative_node(node: Node, k: int) -> Node | None:
     return Node("elementwise", node.inputs, (("fn", lam),), broadcast_shapes(lam.name, node.inputs))
 
 
+# ---- the op set ----------------------------------------------------------------------
+# Every op a Node can have: the leaves, ``elementwise`` (its formula, an Elementwise, in its
+# attrs) and the structural ops, whose shape rules are the builders above. Each later stage
+# holds one rule per op, in a table keyed by these names: autodiff.ADJOINTS (not the
+# leaves), schedule.RULES (the fused lowering), codegen.blocked.ELEMENT_RULES and ARRAY_RULES
+# (the blocked printer), explain.INDEX_RULES (index notation), indexing.VIEWS (the view ops'
+# index maps); tests/test_registry.py checks that every table covers the set.
+LEAVES = ("data", "param", "const", "count")
+VIEWS = ("broadcast_to", "transpose", "index", "stop_gradient")  # an element is one input element
+STRUCTURAL = VIEWS + ("sum", "mean", "einsum", "reshape", "unindex", "stack", "concatenate")
+OPS = LEAVES + ("elementwise",) + STRUCTURAL
+
+
 # ---- operators on nodes ----------------------------------------------------------------
 def _binary(name: str, reflected: bool = False) -> Callable[..., Node]:
     op = ELEMENTWISE[name]

@@ -23,6 +23,7 @@ from sympy.core.parameters import distribute
 from . import fold
 from .errors import UnsupportedError
 from .graph import N, Node, format_shape, spell, toposort
+from .indexing import broadcast_map, gather_source, index_source, summed_index, view_source
 from .ops import Elementwise, expression_string, fixed_indices
 
 Elems = dict  # fixed index tuple -> sympy expression
@@ -159,8 +160,7 @@ class Lowering:
         return sym
 
     def lower(self, node: Node) -> Elems:
-        method: Callable[[Node, list[Elems]], Elems] = getattr(self, "_" + node.op)
-        return method(node, [self.memo[id(i)] for i in node.inputs])
+        return RULES[node.op](self, node, [self.memo[id(i)] for i in node.inputs])
 
     # ---- leaves ----
     def _data(self, node: Node, _: list) -> Elems:
@@ -191,28 +191,25 @@ class Lowering:
     # ---- elementwise ----
     def _elementwise(self, node: Node, ins: list[Elems]) -> Elems:
         op: Elementwise = node.attr("fn")
-        maps = [_broadcast_map(node.shape, i.shape) for i in node.inputs]
+        maps = [broadcast_map(node.shape, i.shape) for i in node.inputs]
         return {idx: op.compose([e[m(idx)] for e, m in zip(ins, maps)]) for idx in fixed_indices(node.shape)}
 
-    def _broadcast_to(self, node: Node, ins: list[Elems]) -> Elems:
-        m = _broadcast_map(node.shape, node.inputs[0].shape)
-        return {idx: ins[0][m(idx)] for idx in fixed_indices(node.shape)}
+    def _view(self, node: Node, ins: list[Elems]) -> Elems:
+        """broadcast_to, transpose, index, stop_gradient: each element is one of the input's."""
+        position = {id(x): k for k, x in enumerate(node.inputs)}
+        out = {}
+        for idx in fixed_indices(node.shape):
+            x, source = view_source(node, idx)
+            out[idx] = ins[position[id(x)]][source]
+        return out
 
     # ---- reductions ----
     def _sum(self, node: Node, ins: list[Elems]) -> Elems:
         (x,) = node.inputs
         axes, keep = node.attr("axes"), node.attr("keepdims")
         groups: dict[tuple, list[sp.Expr]] = {}
-        fixed_axes = [a for a, d in enumerate(x.shape) if d is not N]
         for idx, expr in ins[0].items():
-            pos = dict(zip(fixed_axes, idx))
-            key = []
-            for a, d in enumerate(x.shape):
-                if a in axes:
-                    key += [0] if keep else []
-                elif d is not N:
-                    key.append(pos[a])
-            groups.setdefault(tuple(key), []).append(expr)
+            groups.setdefault(summed_index(x.shape, axes, keep, idx), []).append(expr)
         over_samples = any(x.shape[a] is N for a in axes)
         out = {}
         for key, terms in groups.items():
@@ -262,86 +259,33 @@ class Lowering:
     def _reshape(self, node: Node, ins: list[Elems]) -> Elems:
         return dict(zip(fixed_indices(node.shape), ins[0].values()))
 
-    def _transpose(self, node: Node, ins: list[Elems]) -> Elems:
-        perm = node.attr("perm")
-        x = node.inputs[0]
-        out_fixed = [a for a in range(node.ndim) if node.shape[a] is not N]
-        in_fixed = [a for a in range(x.ndim) if x.shape[a] is not N]
-        where_in_out = {perm[a]: j for j, a in enumerate(out_fixed)}  # input axis -> pos in out idx
-        return {idx: ins[0][tuple(idx[where_in_out[a]] for a in in_fixed)] for idx in fixed_indices(node.shape)}
-
-    def _index(self, node: Node, ins: list[Elems]) -> Elems:
-        source = _index_map(node.inputs[0].shape, node.attr("key"))
-        return {idx: ins[0][source(idx)] for idx in fixed_indices(node.shape)}
-
     def _unindex(self, node: Node, ins: list[Elems]) -> Elems:
         g = node.inputs[0]
-        source = _index_map(node.shape, node.attr("key"))
         terms: dict[tuple, list[sp.Expr]] = {idx: [] for idx in fixed_indices(node.shape)}
         for idx in fixed_indices(g.shape):
-            terms[source(idx)].append(ins[0][idx])
+            terms[index_source(node.shape, node.attr("key"), idx)].append(ins[0][idx])
         return {idx: fold.add(t) for idx, t in terms.items()}
 
-    def _stack(self, node: Node, ins: list[Elems]) -> Elems:
-        axis = node.attr("axis")
-        pos = sum(1 for a in range(axis) if node.shape[a] is not N)
-        return {idx: ins[idx[pos]][idx[:pos] + idx[pos + 1 :]] for idx in fixed_indices(node.shape)}
-
-
-    def _concatenate(self, node: Node, ins: list[Elems]) -> Elems:
-        axis = node.attr("axis")
-        pos = sum(1 for a in range(axis) if node.shape[a] is not N)
-        owner = [(k, j) for k, x in enumerate(node.inputs) for j in range(x.shape[axis])]
+    def _gather(self, node: Node, ins: list[Elems]) -> Elems:
+        """stack, concatenate."""
         out = {}
         for idx in fixed_indices(node.shape):
-            k, j = owner[idx[pos]]
-            out[idx] = ins[k][idx[:pos] + (j,) + idx[pos + 1 :]]
+            k, source = gather_source(node, idx)
+            out[idx] = ins[k][source]
         return out
 
-    def _stop_gradient(self, node: Node, ins: list[Elems]) -> Elems:
-        return dict(ins[0])
 
+# how the fused schedule lowers each op: op name -> Lowering method (every op has one; see
+# tests/test_registry.py)
+RULES: dict[str, Callable[[Lowering, Node, list[Elems]], Elems]] = {
+    "data": Lowering._data, "param": Lowering._param, "const": Lowering._const, "count": Lowering._count,
+    "elementwise": Lowering._elementwise, "sum": Lowering._sum, "mean": Lowering._mean,
+    "einsum": Lowering._einsum, "reshape": Lowering._reshape, "unindex": Lowering._unindex,
+    "stack": Lowering._gather, "concatenate": Lowering._gather,
+    **{op: Lowering._view for op in ("broadcast_to", "transpose", "index", "stop_gradient")},
+}
 
 _number = fold.number
-
-
-def _broadcast_map(out_shape: tuple, in_shape: tuple) -> Callable[[tuple], tuple]:
-    """Map an output fixed index to the input fixed index numpy broadcasting reads."""
-    lead = len(out_shape) - len(in_shape)
-    out_fixed = {a: j for j, a in enumerate(a for a, d in enumerate(out_shape) if d is not N)}
-    picks = []
-    for k, d in enumerate(in_shape):
-        if d is N:
-            continue
-        a = lead + k
-        picks.append(None if d == 1 else out_fixed[a])
-    return lambda idx: tuple(0 if p is None else idx[p] for p in picks)
-
-
-def index_source(in_shape: tuple, key: tuple, idx: tuple,
-                 affine: Callable[[int, int, Any], Any] = lambda start, step, i: start + step * i) -> tuple:
-    """The fixed index of ``x`` that element ``idx`` of ``x[key]`` reads. ``affine(start,
-    step, i)`` makes a sliced axis' index (codegen/blocked.py passes one that writes text)."""
-    out, j, axis = [], 0, 0
-    for k in key:
-        if k[0] == "new":
-            j += 1
-            continue
-        dim = in_shape[axis]
-        axis += 1
-        if dim is N:
-            continue
-        if k[0] == "int":
-            out.append(k[1])
-        else:
-            out.append(affine(k[1], k[3], idx[j]))
-            j += 1
-    return tuple(out)
-
-
-def _index_map(in_shape: tuple, key: tuple) -> Callable[[tuple], tuple]:
-    """Map a fixed index of ``x[key]`` to the fixed index of ``x`` it reads."""
-    return lambda idx: index_source(in_shape, key, idx)
 
 
 # ---- the stage entry point ----------------------------------------------------------------

@@ -30,7 +30,8 @@ from ..blocked import INLINE, SMALL, BlockPlan, fixed_shape, is_product, per_sam
 from ..errors import UnsupportedError
 from ..graph import N, Node, spell
 from ..ops import expression_string
-from ..schedule import N_SYMBOL, _broadcast_map, _number, index_source
+from ..indexing import broadcast_map, gather_dest, index_source, summed_index, view_source
+from ..schedule import N_SYMBOL, _number
 from . import passes
 from .cpu import CpuEmitter
 from .loops import Alloc, Assign, Code, Comment, Element, Ix, Loop, Stmt, local, print_body
@@ -98,32 +99,29 @@ class Writer:
 
     def inline(self, node: Node, idx: Sequence) -> sp.Expr:
         """The element computed from ``node``'s inputs (leaves: read where they live)."""
-        op = node.op
-        if op == "data":
-            fixed = iter(idx)
-            return Element(spell(node.name), [SAMPLE_INDEX if d is N else next(fixed) for d in node.shape])
-        if op == "const":
-            value = np.asarray(node.attr("value"))
-            if value.ndim == 0:
-                return _number(value)
-            return Element(self.e.constant(value), idx)
-        if op == "count":
-            return N_SYMBOL
-        if op == "elementwise":
-            fn = node.attr("fn")
-            return fn.compose([self.elem(x, _broadcast_map(node.shape, x.shape)(tuple(idx))) for x in node.inputs])
-        if op == "broadcast_to":
-            x = node.inputs[0]
-            return self.elem(x, _broadcast_map(node.shape, x.shape)(tuple(idx)))
-        if op == "stop_gradient":
-            return self.elem(node.inputs[0], idx)
-        if op == "transpose":
-            x, perm = node.inputs[0], node.attr("perm")
-            out_fixed = [a for a in range(node.ndim) if node.shape[a] is not N]
-            where = {perm[a]: j for j, a in enumerate(out_fixed)}
-            return self.elem(x, tuple(idx[where[a]] for a in range(x.ndim) if x.shape[a] is not N))
-        if op == "index":
-            return self.elem(node.inputs[0], _index_source(node.inputs[0].shape, node.attr("key"), idx))
+        rule = ELEMENT_RULES.get(node.op)
+        if rule is None:  # pragma: no cover - the planner materializes every other op
+            raise UnsupportedError(f"blocked schedule: cannot inline {node.op} {node.label()}")
+        return rule(self, node, tuple(idx))
+
+    def _data(self, node: Node, idx: tuple) -> sp.Expr:
+        fixed = iter(idx)
+        return Element(spell(node.name), [SAMPLE_INDEX if d is N else next(fixed) for d in node.shape])
+
+    def _const(self, node: Node, idx: tuple) -> sp.Expr:
+        value = np.asarray(node.attr("value"))
+        if value.ndim == 0:
+            return _number(value)
+        return Element(self.e.constant(value), idx)
+
+    def _elementwise(self, node: Node, idx: tuple) -> sp.Expr:
+        return node.attr("fn").compose([self.elem(x, broadcast_map(node.shape, x.shape)(idx)) for x in node.inputs])
+
+    def _view(self, node: Node, idx: tuple) -> sp.Expr:
+        """broadcast_to, transpose, index, stop_gradient: one element of the input."""
+        return self.elem(*view_source(node, idx, _affine))
+
+    def _product(self, node: Node, idx: tuple) -> sp.Expr:
         if is_product(node):  # the sum over the letters the output drops (at most SMALL terms)
             ins = node.attr("ins")
             out = [c for c, d in zip(node.attr("out"), node.shape) if d is not N]
@@ -134,7 +132,7 @@ class Writer:
                 terms.append(fold.mul([self.weight_elem(x, [at[c] for c, d in zip(sub, x.shape) if d is not N])
                                        for sub, x in zip(ins, node.inputs)]))
             return fold.add(terms)
-        raise UnsupportedError(f"blocked schedule: cannot inline {op} {node.label()}")  # pragma: no cover
+        raise UnsupportedError(f"blocked schedule: cannot inline einsum {node.label()}")  # pragma: no cover
 
     def weight_elem(self, x: Node, idx: Sequence) -> sp.Expr:
         """``elem``, except that a 2-D weight read down a column inside a loop (W[j0, 2]: a
@@ -217,17 +215,13 @@ class Writer:
     def compute(self, node: Node) -> None:
         for x in node.inputs:
             self.need(x)
-        op = node.op
-        if op == "reshape":
-            self.reshape(node)
-        elif op == "einsum" and not is_product(node):
-            self.einsum(node, None)
-        elif op in ("sum", "mean"):
-            self.reduce(node, None)
-        elif op in ("stack", "concatenate", "unindex"):
-            self.gather(node)
-        else:
+        ARRAY_RULES[node.op](self, node)
+
+    def _contraction(self, node: Node) -> None:
+        if is_product(node):  # a few products per element: one loop nest, like an elementwise op
             self.elementwise(node)
+        else:
+            self.einsum(node, None)
 
     @staticmethod
     def loops(sample: bool, axes: Sequence[tuple[str, int]], body: list[Stmt], note: str = "") -> list[Stmt]:
@@ -430,14 +424,7 @@ class Writer:
         axes, keep = node.attr("axes"), node.attr("keepdims")
         xfs = fixed_shape(x)
         idx = _loop_names(xfs)
-        out_idx: list[Ix] = []
-        k = 0
-        for a, d in enumerate(x.shape):
-            if a in axes:
-                out_idx += [Ix.of(0)] if keep else []
-            elif d is not N:
-                out_idx.append(idx[k])
-            k += d is not N
+        out_idx = [Ix.of(k) for k in summed_index(x.shape, axes, keep, tuple(idx))]
         if acc is not None:
             lines = self.block
             dest = Element(self.partial(acc), out_idx) if acc.shape else local(acc.name)
@@ -461,26 +448,30 @@ class Writer:
             g = node.inputs[0]
             gfs = fixed_shape(g)
             idx = _loop_names(gfs)
-            dest = self.at(node, _index_source(node.shape, node.attr("key"), idx))
+            dest = self.at(node, index_source(node.shape, node.attr("key"), tuple(idx), _affine))
             lines += self.loops(per_sample(node), _axes(idx, gfs), [Assign(dest, self.elem(g, idx), "+=")])
             return
-        axis = node.attr("axis")
-        p = sum(1 for a in range(axis) if node.shape[a] is not N)
-        start = 0
-        for k, x in enumerate(node.inputs):
-            width = 1 if node.op == "stack" else x.shape[axis]
-            idx = _loop_names(fs)
-            if node.op == "stack":
-                sizes = [d for a, d in enumerate(fs) if a != p]
-                loop_idx = idx[:p] + idx[p + 1:]
-                dest_idx = idx[:p] + [Ix.of(k)] + idx[p + 1:]
-                src = self.elem(x, loop_idx)
-            else:
-                sizes, loop_idx = list(fixed_shape(x)), idx
-                dest_idx = idx[:p] + [idx[p] + start] + idx[p + 1:]
-                src = self.elem(x, idx)
-            lines += self.loops(per_sample(node), _axes(loop_idx, sizes), [Assign(self.at(node, dest_idx), src)])
-            start += width
+        for k, x in enumerate(node.inputs):  # stack, concatenate: each input's loop writes its part
+            xfs = fixed_shape(x)
+            idx = _loop_names(xfs)
+            dest = self.at(node, gather_dest(node, k, tuple(idx)))
+            lines += self.loops(per_sample(node), _axes(idx, xfs), [Assign(dest, self.elem(x, idx))])
+
+
+# how the blocked schedule prints each op: an element read inline where it is used (leaves,
+# views, elementwise ops, products of a few terms), or computed into an array (every op but
+# the leaves; see tests/test_registry.py)
+ELEMENT_RULES: dict[str, Callable[[Writer, Node, tuple], sp.Expr]] = {
+    "data": Writer._data, "const": Writer._const, "count": lambda w, node, idx: N_SYMBOL,
+    "elementwise": Writer._elementwise, "einsum": Writer._product,
+    **{op: Writer._view for op in ("broadcast_to", "transpose", "index", "stop_gradient")},
+}
+ARRAY_RULES: dict[str, Callable[[Writer, Node], None]] = {
+    "reshape": Writer.reshape, "einsum": Writer._contraction,
+    "sum": lambda w, node: w.reduce(node, None), "mean": lambda w, node: w.reduce(node, None),
+    "stack": Writer.gather, "concatenate": Writer.gather, "unindex": Writer.gather,
+    **{op: Writer.elementwise for op in ("elementwise", "broadcast_to", "transpose", "index", "stop_gradient")},
+}
 
 
 def _print_order(a) -> tuple[bool, bool]:
@@ -496,9 +487,9 @@ def _print_order(a) -> tuple[bool, bool]:
     return not inner, node.op == "einsum"
 
 
-def _index_source(in_shape: tuple, key: tuple, idx: Sequence[Ix]) -> tuple:
-    """The fixed index of ``x`` that element ``idx`` of ``x[key]`` reads."""
-    return index_source(in_shape, key, tuple(idx), lambda start, step, at: Ix.of(at) * step + start)
+def _affine(start: int, step: int, at: Ix) -> Ix:
+    """A sliced axis' index (``indexing.index_source``) as a loop index."""
+    return Ix.of(at) * step + start
 
 
 def _copy(dest: str, off: int, shape: tuple, value: Callable[[list[Ix]], sp.Expr]) -> list[Stmt]:

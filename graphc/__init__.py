@@ -43,6 +43,7 @@ with _collector.paused():
     from .plot import plot_fit  # noqa: E402
     from .runtime import Result  # noqa: E402
     from .train import FitResult, fit  # noqa: E402
+    from .lsq import LeastSquaresResult, curve_fit, least_squares  # noqa: E402
 _collector.freeze()
 
 __all__ = [
@@ -67,3 +68,5 @@ __all__ += [
     "hypot", "log1p", "log2", "log10", "log_softmax", "logaddexp", "logsumexp", "round", "sign", "sinh",
     "softmax", "square",
 ]
+# nonlinear least squares (issue #20): Levenberg-Marquardt with exact Jacobians (graphc/lsq/)
+__all__ += ["LeastSquaresResult", "curve_fit", "least_squares"]

@@ -1,0 +1,304 @@
+"""From residuals to a compiled Levenberg-Marquardt fit: the sums, the plan, the module.
+
+A fit needs, at each point it evaluates, three sums over the samples: the cost, ``g = J^T f``
+and the upper triangle of ``A = J^T J`` (with a robust loss, the modified ``f`` and ``J`` of
+scipy's ``least_squares``: same formulas, per-sample weights). All three are graph
+expressions: the Jacobian's columns come from forward mode (``tangents.py``), and
+``A[a, b] = sum(w * J[:, a] * J[:, b])`` is an ordinary sum over the samples. The fused
+scheduler (``schedule.fuse``) then computes every one of them in one pass, as it computes a
+loss and its gradient: ``A`` rides along as the "gradient" of a stand-in parameter ``jtj``,
+as the exact Hessian of ``gc.Newton`` does (``optim.hessian_plan``). The target's emitter
+prints ``evaluate`` as for any loss, and ``train`` (below) runs the whole fit in compiled
+code: ``evaluate``, then ``levmar.step``, until ``step`` stops.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import weakref
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable
+
+import numba
+import numpy as np
+
+from .. import codegen, collector, loader, ops, schedule, targets, threads
+from ..compile import Timings
+from ..errors import GraphcError, ShapeError, TargetError
+from ..graph import Graph, N, Node, code_names, format_shape, spell
+from . import tangents
+
+MAX_PARAMS = 48  # scalar parameters; J^T J is unrolled into P(P+1)/2 sums (see docs/fitting.md)
+LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
+EPS = float(np.finfo(float).eps)  # scipy's floor for a robust loss's Gauss-Newton weight
+
+
+# ---- robust losses: rho(z), rho'(z), rho''(z) of z = (f / f_scale)**2, scipy's formulas ----
+def _soft_l1(z: Node) -> tuple[Node, Node, Node]:
+    t = 1 + z
+    root = ops.sqrt(t)
+    return 2 * (root - 1), 1 / root, -0.5 / (t * root)
+
+
+def _huber(z: Node) -> tuple[Node, Node, Node]:
+    inside, root = z <= 1, ops.sqrt(z)
+    return (ops.where(inside, z, 2 * root - 1), ops.where(inside, 1.0, 1 / root),
+            ops.where(inside, 0.0, -0.5 / (z * root)))
+
+
+def _cauchy(z: Node) -> tuple[Node, Node, Node]:
+    t = 1 + z
+    return ops.log1p(z), 1 / t, -1 / (t * t)
+
+
+def _arctan(z: Node) -> tuple[Node, Node, Node]:
+    t = 1 + z * z
+    return ops.arctan(z), 1 / t, -2 * z / (t * t)
+
+
+RHO: dict[str, Callable[[Node], tuple[Node, Node, Node]]] = {
+    "soft_l1": _soft_l1, "huber": _huber, "cauchy": _cauchy, "arctan": _arctan,
+}
+
+
+# ---- names the fit adds to the user's graph ------------------------------------------------
+def fresh_name(base: str, taken: set[str], shape: tuple, op: str) -> str:
+    """``base`` (or base2, base3, ...) such that neither it nor a name generated code derives
+    from it is already a user name or derived from one; adds those names to ``taken``."""
+    for k in range(1, 1000):
+        name = base if k == 1 else f"{base}{k}"
+        node = Node(op, shape=shape, name=name)
+        derived = {name, *code_names(node)}
+        if not derived & taken:
+            taken |= derived
+            return name
+    raise GraphcError(f"no free name for {base!r}")  # pragma: no cover
+
+
+def taken_names(graph: Graph) -> set[str]:
+    out: set[str] = set()
+    for node in graph.nodes:
+        if node.op in ("data", "param"):
+            out |= {node.name, spell(node.name), *code_names(node)}
+    return out
+
+
+def data_like(name: str, node: Node) -> Node:
+    """An input of ``node``'s shape (gc.data spells the sample dim None)."""
+    return ops.data(name, tuple(None if d is N else d for d in node.shape))
+
+
+@dataclass
+class Sums:
+    """The graph of one evaluation: ``cost``, ``g[k]`` per scalar parameter, ``a[k]`` per
+    entry of J^T J's upper triangle (row-major), and the nodes the fit adds."""
+
+    cost: Node
+    g: list[Node]
+    a: list[Node]
+    labels: list[str]  # scalar parameters: "b1", "W[0, 1]", ...
+    zero: list[str]  # parameters the residuals do not depend on
+    sigma: Node | None
+    f_scale: Node | None
+
+
+def normal_equations(residuals: Node, params: list[Node], loss: str, weighted: bool, taken: set[str]) -> Sums:
+    sigma = f_scale = None
+    f = residuals
+    if weighted:  # curve_fit's sigma: residuals divided by it
+        sigma = data_like(fresh_name("sigma", taken, residuals.shape, "data"), residuals)
+        f = f / sigma
+    columns = tangents.jacobian(f, params)
+    labels = [label for label, _ in columns]
+    jac = [j for _, j in columns]
+    if loss == "linear":
+        cost, fw, weight = 0.5 * ops.sum(f * f), f, None
+    else:
+        f_scale = ops.param(fresh_name("f_scale", taken, (), "param"))
+        z = (f / f_scale) ** 2
+        rho, rho1, rho2 = RHO[loss](z)
+        cost = 0.5 * ops.sum(f_scale * f_scale * rho)
+        fw = rho1 * f
+        weight = ops.maximum(rho1 + 2 * z * rho2, EPS)
+    zero = ops.constant(0.0)
+    g = [ops.sum(fw * j) if j is not None else zero for j in jac]
+    a = []
+    for i, ji in enumerate(jac):
+        for jj in jac[i:]:
+            if ji is None or jj is None:
+                a.append(zero)
+            else:
+                a.append(ops.sum((weight * ji if weight is not None else ji) * jj))
+    zero_labels = [label for label, j in columns if j is None]
+    return Sums(cost, g, a, labels, zero_labels, sigma, f_scale)
+
+
+def plan_for(sums: Sums, params: list[Node], taken: set[str], timings: Timings) -> schedule.Plan:
+    """cost, g and A as one fused Plan: A is the "gradient" of a stand-in parameter ``jtj``."""
+    jtj = ops.param(fresh_name("jtj", taken, (len(sums.a),), "param"), (len(sums.a),))
+    graph = Graph.from_outputs(sums.cost, *sums.g, *sums.a)
+    grads: dict[Node, Node | None] = {}
+    flat = iter(sums.g)
+    for p in params:  # a tensor parameter's gradient: its elements' sums, stacked to its shape
+        elems = [next(flat) for _ in range(math.prod(p.shape))]
+        grads[p] = ops.reshape(ops.stack(elems), p.shape) if p.shape else elems[0]
+    grads[jtj] = ops.stack(sums.a)
+    wrt = list(params) + [jtj]
+    frozen = [sums.f_scale] if sums.f_scale is not None else []
+    plan = schedule.fuse(sums.cost, wrt, grads, wrt + frozen, graph.data, timings)
+    _label_sums(plan, sums)
+    return plan
+
+
+def _label_sums(plan: schedule.Plan, sums: Sums) -> None:
+    """Comments for the sums of J^T J (the scheduler calls them d(loss)/d(jtj[k]))."""
+    n = len(sums.labels)
+    names = [f"J^T J[{a}, {b}]" for i, a in enumerate(sums.labels) for b in sums.labels[i:]]
+    accs = {acc.symbol: acc for acc in plan.accumulators}
+    first = 1 + n
+    for k, (out, label) in enumerate(zip(plan.outputs[first:], names)):
+        if out in accs and out not in plan.outputs[:first + k]:
+            accs[out].comment = label
+
+
+def driver(plan: schedule.Plan, n_params: int) -> str:
+    """``train``: the whole fit in compiled code. Its names are ones generated code reserves
+    (graph.RESERVED), so no data name can shadow them."""
+    args = ", ".join(spell(d.name) for d in plan.data)
+    call = f"evaluate({args + ', ' if args else ''}theta, grad, acc)"
+    return f'''from graphc.lsq.levmar import step  # noqa: E402  Levenberg-Marquardt (MINPACK's lmder), compiled once
+
+
+@numba.njit(**OPTS)
+def train({args + ', ' if args else ''}theta, grad, acc, state):
+    """Least squares for theta[0:{n_params}] by Levenberg-Marquardt. Each evaluation is one pass
+    over the samples: the cost, J^T f in grad[0:{n_params}], J^T J's upper triangle after it;
+    step (graphc/lsq/levmar.py) then moves theta, until it stops. Returns the last cost."""
+    loss = {call}
+    while step(loss, grad, theta, state):
+        loss = {call}
+    return loss
+'''
+
+
+@dataclass
+class Solver:
+    """One compiled fit: the plan, the generated module and where things live in theta."""
+
+    plan: schedule.Plan
+    source: str
+    module: Any
+    target: str
+    dtype: str
+    params: list[Node]
+    labels: list[str]
+    sums: Sums
+    timings: Timings
+    user_data: list[Node] = field(default_factory=list)
+    residual_shape: tuple = ()
+    warm: set = field(default_factory=set)
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    @cached_property
+    def offsets(self) -> dict[str, tuple[int, tuple]]:
+        """Parameter name -> (offset in theta, shape)."""
+        return {p.name: self.plan.layout[p.name] for p in self.params}
+
+    @cached_property
+    def data_names(self) -> dict[str, None]:
+        """The user's inputs, in plan order (a dict: its keys compare with a data dict's as a set)."""
+        return dict.fromkeys(d.name for d in self.user_data)
+
+    @cached_property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    @cached_property
+    def unbounded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """levmar's bound kinds, lower and upper bounds of a fit without bounds (read only)."""
+        arrays = (np.zeros(self.n, dtype=np.int64), np.full(self.n, -np.inf), np.full(self.n, np.inf))
+        for a in arrays:
+            a.setflags(write=False)
+        return arrays
+
+    @cached_property
+    def shapes(self) -> dict[str, tuple]:
+        return {p.name: tuple(p.shape) for p in self.params}
+
+    @property
+    def path(self) -> str:
+        return self.module.__file__
+
+    def run(self, args: tuple) -> float:
+        """module.train(*args); Numba compiles it (timed as 'numba') before its first run (a
+        later call with arrays of another layout compiles inside the call)."""
+        fn = self.module.train
+        if not self.warm:
+            with self.timings.stage("numba"), collector.paused():
+                fn.compile(tuple(numba.typeof(a) for a in args))
+            self.warm.add(True)
+        with threads.guard(self.target):
+            return fn(*args)
+
+
+_SOLVERS: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
+
+
+def solver(residuals: Node, loss: str, weighted: bool, target: str, dtype: str) -> Solver:
+    """The compiled fit of ``residuals`` (memoised per residual node and options)."""
+    if not isinstance(residuals, Node):
+        raise GraphcError(f"least_squares: residuals must be a graph expression, got {type(residuals).__name__}")
+    memo = _SOLVERS.setdefault(residuals, {})
+    key = (loss, weighted, target, dtype)
+    if key not in memo:
+        memo[key] = _build(residuals, loss, weighted, target, dtype)
+    return memo[key]
+
+
+def _build(residuals: Node, loss: str, weighted: bool, target: str, dtype: str) -> Solver:
+    if targets.get(target).device:
+        raise TargetError(f"least_squares runs on the CPU targets (cpu, parallel), not {target!r}")
+    dtype = codegen.check_dtype(dtype)
+    timings = Timings()
+    with timings.stage("graph"):
+        graph = Graph.from_outputs(residuals)
+        check_residuals(residuals, graph)
+        params = graph.params
+        labels_count = sum(math.prod(p.shape) for p in params)
+        if labels_count > MAX_PARAMS:
+            raise GraphcError(
+                f"least_squares: {labels_count} scalar parameters; at most {MAX_PARAMS} are supported "
+                f"(J^T J is formed as {MAX_PARAMS * (MAX_PARAMS + 1) // 2} unrolled sums over the samples)"
+            )
+        taken = taken_names(graph)
+    with timings.stage("autodiff"):
+        sums = normal_equations(residuals, params, loss, weighted, taken)
+    for name in sums.zero:
+        warnings.warn(f"least_squares: the residuals do not depend on parameter {name!r}; "
+                      "it stays at its initial value", stacklevel=4)
+    plan = plan_for(sums, params, taken, timings)
+    with timings.stage("codegen"):
+        source = codegen.emit(plan, target, dtype) + "\n\n" + driver(plan, len(sums.labels))
+    with timings.stage("load"):
+        module, cached = loader.load(source, "lsq")
+    timings["cache"] = "hit" if cached else "miss"
+    return Solver(plan, source, module, target, dtype, params, sums.labels, sums, timings, graph.data,
+                  tuple(residuals.shape))
+
+
+def check_residuals(residuals: Node, graph: Graph) -> None:
+    if N not in residuals.shape:
+        hint = ("; pass the residuals themselves (e.g. y - model), not their sum of squares"
+                if residuals.op in ("sum", "mean") or residuals.shape == () else "")
+        raise ShapeError(f"least_squares: the residuals must have one value per sample (a shape with "
+                         f"the sample dim N), but {residuals.label()} has shape "
+                         f"{format_shape(residuals.shape)}{hint}")
+    if residuals.dtype == "bool":
+        raise GraphcError(f"least_squares: the residuals {residuals.label()} are a comparison, not numbers")
+    if not graph.params:
+        raise GraphcError("least_squares: the residuals depend on no parameter (gc.param); nothing to fit")

@@ -38,6 +38,18 @@ def gradients(loss: Node, wrt: Sequence[Node]) -> dict[Node, Node | None]:
     return {p: adjoint.get(id(p)) for p in wrt}
 
 
+def hessian(grads: dict[Node, Node | None], wrt: Sequence[Node]) -> dict[tuple[Node, Node], Node | None]:
+    """d2(loss)/d(p)d(q) for p up to q in ``wrt`` (the upper triangle, row by row) as graph
+    nodes, from the gradients ``grads`` (``gradients(loss, wrt)``); None where it is zero."""
+    out: dict[tuple[Node, Node], Node | None] = {}
+    for k, p in enumerate(wrt):
+        g = grads[p]
+        row = gradients(g, wrt[k:]) if g is not None else {}
+        for q in wrt[k:]:
+            out[(p, q)] = row.get(q)
+    return out
+
+
 # ---- helpers ---------------------------------------------------------------------------
 def unbroadcast(g: Node, shape: tuple) -> Node:
     """Sum ``g`` over the axes that broadcasting added or stretched, back to ``shape``."""

@@ -15,6 +15,7 @@ from .blocked import BlockPlan
 from .errors import GraphcError, UnsupportedError
 from .graph import Graph, Node, format_shape, resolve_wrt
 from .runtime import Result, bind_data, check_names, merge, pack_params, unpack
+from . import schedule as schedule_
 from .schedule import Plan, fuse
 
 _PLANS: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
@@ -54,8 +55,10 @@ def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", 
 
 
 def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule: str = "auto",
-              target: str = "cpu") -> Plan | BlockPlan:
-    """Graph and gradients lowered and scheduled; memoised per (loss, wrt, schedule)."""
+              target: str = "cpu", hessian: bool = False) -> Plan | BlockPlan:
+    """Graph and gradients lowered and scheduled; memoised per (loss, wrt, schedule).
+    ``hessian``: the exact Hessian's upper triangle too (second-order optimizers; fused,
+    scalar parameters)."""
     if schedule not in blocked.SCHEDULES:
         raise GraphcError(f"unknown schedule {schedule!r}; choose one of {', '.join(blocked.SCHEDULES)}")
     with timings.stage("graph"):
@@ -72,6 +75,8 @@ def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule
     if grads is None:
         with timings.stage("autodiff"):
             grads = memo[key] = autodiff.gradients(loss, wrt)
+    if hessian:
+        return _hessian_plan(loss, wrt, grads, graph, schedule, timings, memo, key)
     kind = blocked.choose(loss, grads, target) if schedule == "auto" else schedule
     cached = memo.get((key, kind))
     if cached is not None:
@@ -90,6 +95,25 @@ def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule
     for name in plan.zero_grads:
         warnings.warn(f"the loss does not depend on parameter {name!r}; its gradient is zero", stacklevel=3)
     memo[(key, kind)] = plan
+    return plan
+
+
+def _hessian_plan(loss: Node, wrt: list[Node], grads: dict, graph: Graph, schedule: str, timings: Timings,
+                  memo: dict, key: tuple) -> Plan:
+    if schedule == "blocked":
+        raise UnsupportedError("the exact Hessian (a second-order optimizer) needs schedule='fused'")
+    for p in wrt:
+        if p.shape != ():
+            raise GraphcError(
+                f"the exact Hessian (gc.Newton) needs scalar parameters, and {p.name!r} has shape "
+                f"{format_shape(p.shape)}: use a first-order optimizer, or split it into scalars with gc.params"
+            )
+    plan = memo.get((key, "hessian"))
+    if plan is None:
+        with timings.stage("autodiff"):
+            hess = autodiff.hessian(grads, wrt)
+        plan = memo[(key, "hessian")] = schedule_.fuse_hessian(loss, wrt, grads, hess, graph.params, graph.data,
+                                                               timings)
     return plan
 
 

@@ -27,8 +27,6 @@ from sympy.core.parameters import distribute
 
 from .errors import GraphcError
 from .graph import Node
-from .ops import param
-from .schedule import Plan
 
 # The symbols an update is written in (``expressions``): the parameter element, its
 # gradient, the 1-based step count and the learning rate of this step; hyperparameters and
@@ -441,74 +439,6 @@ class Newton(Optimizer):
 
     def update(self, p: sp.Expr, g: sp.Expr, state: dict[str, sp.Expr], t: sp.Expr) -> Update:
         return Update(p - self.h.lr_t * g)  # g: the Newton direction delta
-
-
-@dataclass
-class HessianPlan(Plan):
-    """A Plan whose gradient vector also carries the Hessian's upper triangle."""
-
-    n_hessian: int = 0
-
-    @property
-    def n_grads(self) -> int:
-        return super().n_grads + self.n_hessian
-
-
-def hessian_plan(loss: Node, wrt: Sequence[Node] | None) -> HessianPlan:
-    """Loss, gradient and exact Hessian (upper triangle, row-major) as one fused Plan.
-
-    The Hessian entries ride through the scheduler as the "gradients" of stand-in
-    parameters ``hess_<p>_<q>``, which are then dropped from the parameter layout.
-    """
-    from . import autodiff, schedule
-    from .graph import Graph, resolve_wrt, spell
-
-    graph = Graph.from_outputs(loss)
-    if loss.shape != ():
-        raise GraphcError(f"the loss must be a scalar, but {loss.label()} has shape {loss.shape}")
-    wrt = resolve_wrt(graph, wrt)
-    for p in wrt:
-        if p.shape != ():
-            raise GraphcError(
-                f"Newton: parameter {p.name!r} has shape {p.shape}; gc.Newton supports scalar parameters "
-                "only (use a first-order optimizer, or split it into scalars with gc.params)"
-            )
-    grads = autodiff.gradients(loss, wrt)
-    names = {p.name for p in graph.params}
-    stand_ins, entries, labels = [], dict(grads), {}
-    for i, p in enumerate(wrt):
-        row = autodiff.gradients(grads[p], wrt[i:]) if grads[p] is not None else {}
-        for q in wrt[i:]:
-            name = f"hess_{spell(p.name)}_{spell(q.name)}"
-            if name in names:
-                raise GraphcError(f"Newton: parameter name {name!r} is reserved for Hessian entries; "
-                                  "rename it")
-            node = param(name)
-            stand_ins.append(node)
-            entries[node] = row.get(q)
-            labels[name] = f"d2(loss)/d({p.name})d({q.name})"
-    plan = schedule.fuse(loss, list(wrt) + stand_ins, entries, graph.params, graph.data)
-    return _drop_stand_ins(plan, list(wrt), labels)
-
-
-def _drop_stand_ins(plan: Plan, wrt: list, labels: dict[str, str]) -> HessianPlan:
-    n, m = len(wrt), len(labels)
-    shift = lambda k: k if k < n else k - m  # noqa: E731  (frozen parameters move down by m)
-    layout = {name: (shift(off), shape) for name, (off, shape) in plan.layout.items() if name not in labels}
-    # an accumulator that is a stand-in's output (the first output it is) sums a Hessian entry
-    accs = {acc.symbol: acc for acc in plan.accumulators}
-    entries = plan.outputs[1 + n:1 + n + m]
-    for k, (out, label) in enumerate(zip(entries, labels.values())):
-        if out in accs and out not in plan.outputs[:1 + n + k]:
-            accs[out].comment = label
-    changed = dict(
-        wrt=wrt,
-        layout=layout,
-        param_symbols={s: shift(k) for s, k in plan.param_symbols.items()},
-        zero_grads=[z for z in plan.zero_grads if z not in labels],
-    )
-    kept = {f.name: getattr(plan, f.name) for f in fields(Plan)}
-    return HessianPlan(**(kept | changed), n_hessian=m)
 
 
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad, Newton)}

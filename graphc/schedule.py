@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -322,6 +322,49 @@ def _fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], param
         finish, outputs = _cse(outputs, temps)
     return Plan(loss, list(wrt), frozen, list(data), layout, param_symbols, low.loads,
                 low.fixed_loads, loops, finish, outputs, zero, low.terms)
+
+
+@dataclass
+class HessianPlan(Plan):
+    """A Plan whose gradient vector also carries the Hessian's upper triangle (row-major)."""
+
+    n_hessian: int = 0
+
+    @property
+    def n_grads(self) -> int:
+        return super().n_grads + self.n_hessian
+
+
+def fuse_hessian(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None],
+                 hess: dict[tuple[Node, Node], Node | None], params: Sequence[Node], data: Sequence[Node],
+                 timings: Any = None) -> HessianPlan:
+    """Loss, gradient and the Hessian entries ``hess`` (``autodiff.hessian``) as one fused
+    plan. The entries ride through ``fuse`` as the "gradients" of stand-in parameters, named
+    apart from every parameter, which are then dropped from the layout."""
+    taken = {p.name for p in params}
+    stand_ins, entries, labels = [], dict(grads), {}
+    for (p, q), node in hess.items():
+        name = f"hess_{spell(p.name)}_{spell(q.name)}"
+        while name in taken:  # a user's parameter of that name: the stand-in takes another
+            name += "_"
+        taken.add(name)
+        stand_in = Node("param", shape=(), name=name)
+        stand_ins.append(stand_in)
+        entries[stand_in] = node
+        labels[name] = f"d2(loss)/d({p.name})d({q.name})"
+    plan = fuse(loss, list(wrt) + stand_ins, entries, params, data, timings)
+    n, m = len(wrt), len(labels)
+    shift = lambda k: k if k < n else k - m  # noqa: E731  (frozen parameters move down by m)
+    layout = {name: (shift(off), shape) for name, (off, shape) in plan.layout.items() if name not in labels}
+    # an accumulator that is a stand-in's output (the first output it is) sums a Hessian entry
+    accs = {acc.symbol: acc for acc in plan.accumulators}
+    for k, (out, label) in enumerate(zip(plan.outputs[1 + n:1 + n + m], labels.values())):
+        if out in accs and out not in plan.outputs[:1 + n + k]:
+            accs[out].comment = label
+    kept = {f.name: getattr(plan, f.name) for f in fields(Plan)}
+    changed = dict(wrt=list(wrt), layout=layout, param_symbols={s: shift(k) for s, k in plan.param_symbols.items()},
+                   zero_grads=[z for z in plan.zero_grads if z not in labels])
+    return HessianPlan(**(kept | changed), n_hessian=m)
 
 
 def param_layout(wrt: Sequence[Node], params: Sequence[Node]) -> tuple[list[Node], dict[str, tuple[int, tuple]]]:

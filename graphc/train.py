@@ -19,7 +19,7 @@ from .checkpoint import read, save
 from .compile import Compiled, Timings, make_plan
 from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
 from .graph import N, Node
-from .optim import SGD, hessian_plan
+from .optim import SGD
 from .runtime import bind_data, check_names, pack_params, unpack
 
 LONG_RUN = 2e8  # steps * samples above which the automatic progress bar shows (about a second)
@@ -371,16 +371,10 @@ def _compiled(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, o
     if not all(hasattr(optimizer, a) for a in ("hyper", "slots", "formula")):
         raise GraphcError(f"optimizer must be a graphc optimizer such as gc.SGD(lr=...), got {optimizer!r}")
     timings = Timings()
-    second_order = getattr(optimizer, "second_order", False)
-    if second_order and schedule == "blocked":
-        raise UnsupportedError(f"{type(optimizer).__name__} needs the exact Hessian: use schedule='fused'")
+    second_order = getattr(optimizer, "second_order", False)  # make_plan adds the Hessian (fused only)
 
     def build() -> tuple[Any, str]:
-        if second_order:
-            with timings.stage("autodiff"):
-                plan = hessian_plan(loss, wrt)
-        else:
-            plan = make_plan(loss, wrt, timings, schedule, target)
+        plan = make_plan(loss, wrt, timings, schedule, target, hessian=second_order)
         with timings.stage("codegen"):
             source = codegen.emit(plan, target, codegen.check_dtype(dtype), optimizer, batches)
         return plan, source

@@ -91,3 +91,37 @@ def test_gradient_graph_is_tensor_level():
     grads = autodiff.gradients(loss, [W])
     assert grads[W].shape == (64, 64)
     assert len(gc.Graph.from_outputs(grads[W]).nodes) < 20
+
+
+def test_hessian_is_the_closed_form_second_derivative():
+    """autodiff.hessian against SymPy differentiating the same formula written on its own."""
+    import sympy as sp
+
+    from graphc import autodiff
+    from graphc.compile import Timings, make_plan
+
+    x = gc.data("x")
+    a, b = gc.params("a b")
+    loss = gc.sum((a * gc.exp(b * x) - gc.sin(x)) ** 2)
+    grads = autodiff.gradients(loss, [a, b])
+    hess = autodiff.hessian(grads, [a, b])
+    assert list(hess) == [(a, a), (a, b), (b, b)]  # the upper triangle, row by row
+    A, B, X = sp.symbols("A B X")
+    term = (A * sp.exp(B * X) - sp.sin(X)) ** 2
+    xs, at = np.linspace(-1, 1, 7), {A: 0.7, B: -0.3}
+    plan = make_plan(loss, [a, b], Timings(), hessian=True)
+    assert plan.n_hessian == 3 and plan.n_grads == 5
+    for (p, q), P, Q in zip(hess, (A, A, B), (A, B, B)):
+        want = sum(float(sp.diff(term, P, Q).subs({**at, X: v})) for v in xs)
+        got = gc.compile(hess[(p, q)])(x=xs, a=0.7, b=-0.3).loss  # a scalar: the entry itself
+        assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_newton_takes_parameters_named_like_its_hessian_entries():
+    """The Hessian's stand-in parameters are named apart from the user's (no name is reserved)."""
+    x = gc.data("x")
+    a, hess_a_a = gc.param("a"), gc.param("hess_a_a")
+    loss = gc.sum((a * x + hess_a_a - 2.0 * x - 1.0) ** 2)
+    xs = np.linspace(-1, 1, 9)
+    res = gc.fit(loss, data={"x": xs}, init={"a": 0.0, "hess_a_a": 0.0}, optimizer=gc.Newton(), steps=3)
+    assert res.params["a"] == pytest.approx(2.0, abs=1e-10) and res.params["hess_a_a"] == pytest.approx(1.0, abs=1e-10)

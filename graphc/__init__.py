@@ -41,6 +41,7 @@ with _collector.paused():
         SGD, Adagrad, Adam, AdamW, CosineAnnealingLR, ExponentialLR, Newton, RMSprop, StepLR,
     )
     from .plot import plot_fit  # noqa: E402
+    from .forward import Forward, Prediction  # noqa: E402
     from .runtime import Result  # noqa: E402
     from .train import FitResult, fit  # noqa: E402
     from .lsq import LeastSquaresResult, curve_fit, least_squares  # noqa: E402
@@ -68,5 +69,7 @@ __all__ += [
     "hypot", "log1p", "log2", "log10", "log_softmax", "logaddexp", "logsumexp", "round", "sign", "sinh",
     "softmax", "square",
 ]
+# using a trained model (issue #19): forward functions (gc.compile of arrays), res.predict
+__all__ += ["Forward", "Prediction"]
 # nonlinear least squares (issue #20): Levenberg-Marquardt with exact Jacobians (graphc/lsq/)
 __all__ += ["LeastSquaresResult", "curve_fit", "least_squares"]

@@ -5,32 +5,20 @@ from __future__ import annotations
 import time
 import warnings
 import weakref
-from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, explain, loader, plancache, targets, threads
+from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, explain, forward, loader, plancache, targets, threads
 from .blocked import BlockPlan
 from .errors import GraphcError, UnsupportedError
 from .graph import Graph, Node, format_shape, resolve_wrt
 from .runtime import Result, bind_data, check_names, merge, pack_params, unpack
 from . import schedule as schedule_
 from .schedule import Plan, fuse
+from .timings import Timings
 
 _PLANS: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
-
-
-class Timings(dict):
-    """Seconds per pipeline stage, plus ``cache``: 'hit' or 'miss'."""
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self[name] = self.get(name, 0.0) + time.perf_counter() - start
 
 
 def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", dtype: str = "float64",
@@ -39,7 +27,13 @@ def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", 
 
     ``schedule``: "fused" (one unrolled loop body per sample), "blocked" (blocks of samples
     as arrays, dense products; for wide layers) or "auto" (blocked when a per-sample
-    contraction has a weight of blocked.WIDE or more elements; see docs/design.md)."""
+    contraction has a weight of blocked.WIDE or more elements; see docs/design.md).
+    An array (or a tuple of expressions) compiles a forward function (graphc/forward.py)."""
+    if forward.is_forward(loss):
+        if wrt is not None:
+            raise GraphcError("wrt names what to differentiate a scalar loss by; a forward function "
+                              "(gc.compile of an array or a tuple) has no gradients")
+        return forward.compile_forward(loss, target, dtype)
     timings = Timings()
 
     def build() -> tuple[Plan | BlockPlan, str]:

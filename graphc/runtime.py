@@ -21,6 +21,11 @@ class Result:
     loss: float
     grads: dict[str, Any]
 
+    @property
+    def value(self) -> float:
+        """The loss: what ``.value`` is for a forward function (``gc.compile`` of an array)."""
+        return self.loss
+
     def __repr__(self) -> str:
         return f"Result(loss={self.loss!r}, grads={self.grads!r})"
 

@@ -367,6 +367,57 @@ def fuse_hessian(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None]
     return HessianPlan(**(kept | changed), n_hessian=m)
 
 
+@dataclass
+class ForwardPlan(Plan):
+    """A Plan of outputs instead of a loss and its gradients (``gc.compile`` of an array, or
+    of several expressions): the sums over the samples the outputs read are the usual
+    passes (``loops``); then ``stores``, one more pass, writes each per-sample output element
+    (``store_targets[j]``: (output, fixed index) of ``stores.sums[j]``); ``outputs`` are the
+    elements of the outputs without a sample dim (``fixed_targets`` says where each goes)."""
+
+    results: list[Node] = field(default_factory=list)
+    stores: Loop | None = None
+    store_targets: list[tuple[int, tuple]] = field(default_factory=list)
+    fixed_targets: list[tuple[int, tuple]] = field(default_factory=list)
+    kind = "forward"
+
+    @property
+    def n_grads(self) -> int:
+        return 0
+
+
+def fuse_forward(results: Sequence[Node], params: Sequence[Node], data: Sequence[Node],
+                 timings: Any = None) -> ForwardPlan:
+    """Lower ``results`` (any shapes) for a forward function: the fused schedule's passes for
+    the sums they read, then a pass that stores the per-sample elements."""
+    stage = timings.stage if timings is not None else lambda name: contextlib.nullcontext()
+    with distribute(False), stage("schedule"):
+        low = Lowering()
+        stores, store_targets, fixed, fixed_targets = [], [], [], []
+        for k, node in enumerate(results):
+            elems = low(node)
+            for idx in fixed_indices(node.shape):
+                if N in node.shape:
+                    stores.append(elems[idx])
+                    store_targets.append((k, idx))
+                else:
+                    fixed.append(elems[idx])
+                    fixed_targets.append((k, idx))
+        frozen, layout = param_layout([], params)
+        param_symbols = {s: layout[node.name][0] + _flat(idx, node.shape) for s, (node, idx) in low.param_symbols.items()}
+        nloops = max((ph for _, ph in low.accumulators), default=-1) + 1
+        loops = [Loop([a for a, ph in low.accumulators if ph == k]) for k in range(nloops)]
+        store = Loop([Accumulator(sp.Symbol(f"o{j}", real=True), e, "") for j, e in enumerate(stores)])
+    with distribute(False), stage("cse"):
+        temps = sp.numbered_symbols("t", real=True)
+        for loop in loops:
+            _cse_loop(loop, set(low.loads), temps, low.temps)
+        _cse_loop(store, set(low.loads), temps, low.temps)
+        finish, outputs = _cse(fixed, temps)
+    return ForwardPlan(results[0], [], frozen, list(data), layout, param_symbols, low.loads, low.fixed_loads,
+                       loops, finish, outputs, [], low.terms, list(results), store, store_targets, fixed_targets)
+
+
 def param_layout(wrt: Sequence[Node], params: Sequence[Node]) -> tuple[list[Node], dict[str, tuple[int, tuple]]]:
     """The parameters not trained (``frozen``), and where every parameter lives in theta:
     name -> (offset, shape), trained ones first (both schedules use this layout)."""

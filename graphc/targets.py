@@ -23,6 +23,7 @@ class Target:
     threaded: bool  # runs Numba's threads (serialized under the workqueue layer: threads.guard)
     summary: str
     runtime: str = ""  # the module (under graphc) that checks and drives a device target
+    forward: str = ""  # "module:Class" printing forward functions (gc.compile of arrays); "": none
 
     @property
     def schedules(self) -> tuple[str, ...]:
@@ -30,7 +31,10 @@ class Target:
 
     def emitter(self, schedule: str) -> type:
         """The emitter class that prints a plan of ``schedule`` for this target."""
-        path = dict(self.emitters).get(schedule)
+        path = (self.forward or None) if schedule == "forward" else dict(self.emitters).get(schedule)
+        if path is None and schedule == "forward":
+            raise TargetError(f"forward functions (gc.compile of an array, res.predict) do not run on target "
+                              f"{self.name!r} yet; use target='cpu' or 'parallel'")
         if path is None:
             raise TargetError(f"schedule={schedule!r} does not run on target {self.name!r} "
                               f"(it runs {' and '.join(self.schedules)}); use schedule='fused' there")
@@ -45,9 +49,10 @@ class Target:
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("cpu", (("fused", "cpu:CpuEmitter"), ("blocked", "blocked:BlockedCpuEmitter")),
-           batches=True, device=False, threaded=False, summary="@njit, one core"),
+           batches=True, device=False, threaded=False, summary="@njit, one core", forward="forward:ForwardEmitter"),
     Target("parallel", (("fused", "parallel:ParallelEmitter"), ("blocked", "blocked:BlockedParallelEmitter")),
-           batches=True, device=False, threaded=True, summary="@njit(parallel=True), fixed blocks of samples over all cores"),
+           batches=True, device=False, threaded=True, summary="@njit(parallel=True), fixed blocks of samples over all cores",
+           forward="forward:ParallelForwardEmitter"),
     Target("cuda", (("fused", "cuda:CudaEmitter"),),
            batches=False, device=True, threaded=False, summary="numba.cuda kernels, data resident on the GPU",
            runtime="cuda_runtime"),

@@ -14,13 +14,13 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import codegen, cuda_runtime, distributed, plancache, targets
+from . import codegen, cuda_runtime, distributed, forward, plancache, targets
 from .checkpoint import read, save
 from .compile import Compiled, Timings, make_plan
 from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
 from .graph import N, Node
 from .optim import SGD
-from .runtime import bind_data, check_names, pack_params, unpack
+from .runtime import bind_data, check_names, merge, pack_params, unpack
 
 LONG_RUN = 2e8  # steps * samples above which the automatic progress bar shows (about a second)
 
@@ -57,6 +57,15 @@ class FitResult:
     def save(self, path: Any) -> str:
         """Write params, optimizer state and history to ``path`` (.npz); see gc.load."""
         return save(self, path)
+
+    def predict(self, expr: Any, data: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
+        """``expr`` (an expression, or a tuple of them) on new ``data`` with the fitted
+        parameters bound: an ndarray of its shape (a tuple of them). Compiled once per
+        expression; runs on the fit's target where that has forward functions, else on cpu."""
+        target = self.compiled.target if self.compiled is not None else "cpu"
+        if not targets.get(target).forward:
+            target = "cpu"
+        return forward.predict(expr, self.params, merge(data, kwargs), target, self.dtype)
 
     def plot_history(self, path: Any = None, ax: Any = None) -> Any:
         """The loss curve on a log scale (matplotlib); saved to ``path`` if given."""

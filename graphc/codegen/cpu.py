@@ -42,8 +42,8 @@ class CpuEmitter:
         self.args = ", ".join(spell(d.name) for d in plan.data)
         self.sizes = plan.pass_sizes  # sums written by each pass over the samples
         self.offsets = [sum(self.sizes[:k]) for k in range(len(self.sizes))]
-        fused = plan.kind == "fused"
-        self.acc_index = {a.symbol: i for i, a in enumerate(plan.accumulators)} if fused else {}
+        per_element = isinstance(plan, Plan)  # fused and forward plans: accumulators are symbols
+        self.acc_index = {a.symbol: i for i, a in enumerate(plan.accumulators)} if per_element else {}
 
     # ---- the module ----
     def module(self) -> str:

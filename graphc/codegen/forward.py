@@ -1,0 +1,90 @@
+"""Forward functions: a ``ForwardPlan`` (``gc.compile`` of arrays, ``res.predict``) printed as
+``forward(<data>, theta, acc, result_0, ...)``.
+
+The sums over the samples its outputs read are the CPU emitter's pass functions
+(``sums_k``, run by the same driver as ``evaluate``'s: serial, or in blocks over the cores);
+then one more loop visits the samples and stores each output element of the sample
+(``result_0[i, 1] = ...``), with the loop's common subexpressions shared like a pass's; the
+outputs without a sample dim are written last. A scalar output is a 1-element array.
+"""
+
+from __future__ import annotations
+
+from ..graph import N
+from ..schedule import ForwardPlan
+from . import mathlib
+from .cpu import CpuEmitter
+from .parallel import ParallelEmitter
+
+
+def result_name(k: int) -> str:
+    """The argument holding output ``k`` (a codegen name: a user's ``result_0`` is spelled apart)."""
+    return f"result_{k}"
+
+
+class ForwardEmitter(CpuEmitter):
+    plan: ForwardPlan
+    store_range = "range(n)"
+
+    @property
+    def forward_jit(self) -> str:
+        return self.jit
+
+    def module(self) -> str:
+        functions = [self.pass_function(k) for k in range(len(self.sizes))] + [self.forward()]
+        helpers = mathlib.source(self.printer.used, float32=self.dtype == "float32")
+        return self.assemble([self.preamble(), *([helpers] if helpers else []), *functions])
+
+    def result_element(self, k: int, idx: tuple, sample: str | None) -> str:
+        """Where element ``idx`` of output ``k`` goes."""
+        node = self.plan.results[k]
+        if not node.shape:
+            return f"{result_name(k)}[0]"
+        fixed, parts = iter(idx), []
+        for d in node.shape:
+            parts.append(sample if d is N else str(next(fixed)))
+        return f"{result_name(k)}[{', '.join(parts)}]"
+
+    def forward(self) -> str:
+        plan = self.plan
+        results = ", ".join(result_name(k) for k in range(len(plan.results)))
+        head = [
+            self.forward_jit,
+            f"def forward({self.args + ', ' if self.args else ''}theta, acc, {results}):",
+            f'    """The outputs at theta, written into {results} (acc: scratch for the sums)."""',
+        ]
+        return self.function(head, self.forward_body)
+
+    def forward_body(self) -> list[str]:
+        plan, store = self.plan, self.plan.stores
+        lines = [self.n_line("    ") if plan.sample_data else "    n = 0"]
+        for k in range(len(self.sizes)):
+            lines += self.run_loop(k)
+        exprs = [e for _, e in store.invariants + store.body] + list(store.sums)
+        exprs += [e for _, e in plan.finish] + list(plan.outputs)
+        used = set().union(*(e.free_symbols for e in exprs))
+        lines += self.loads(used, "    ")
+        if store.invariants:
+            lines.append("    # loop-invariant terms")
+            lines += self.assign(store.invariants, "    ")
+        if store.sums:
+            lines += self.flat_views(used, "    ")
+            lines.append(f"    for i in {self.store_range}:  # each sample's outputs")
+            lines += self.loads(used, "        ", sample="i")
+            lines += self.assign(store.body, "        ")
+            lines += [f"        {self.result_element(k, idx, 'i')} = {self.expr(e)}"
+                      for (k, idx), e in zip(plan.store_targets, store.sums)]
+        lines += self.assign(plan.finish, "    ")
+        lines += [f"    {self.result_element(k, idx, None)} = {self.expr(e)}" for (k, idx), e in zip(plan.fixed_targets, plan.outputs)]
+        return lines
+
+
+class ParallelForwardEmitter(ForwardEmitter, ParallelEmitter):
+    """The sums in blocks over the cores (ParallelEmitter's driver), and the stores with
+    ``prange``: each iteration writes its own sample's elements."""
+
+    store_range = "numba.prange(n)"
+
+    @property
+    def forward_jit(self) -> str:
+        return "@numba.njit(parallel=True, **OPTS)" if self.plan.stores.sums or self.sizes else self.jit

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Sequence
 
@@ -128,13 +128,14 @@ def blas_available() -> bool:
     return importlib.util.find_spec("scipy") is not None
 
 
-def choose(loss: Node, grads: dict[Node, Node | None], target: str) -> str:
+def choose(loss: Node, grads: dict[Node, Node | None], target: str, extra: Sequence[Node] = ()) -> str:
     """``schedule="auto"``: blocked when a per-sample contraction has a weight of WIDE or
     more elements (a layer that wide costs the fused schedule one unrolled term per weight),
-    fused otherwise (and always on cuda, which has no blocked printer)."""
+    fused otherwise (and always on cuda, which has no blocked printer). ``extra``: more
+    outputs (a forward function's)."""
     if "blocked" not in targets.get(target).schedules:
         return "fused"
-    for node in toposort([loss] + [g for g in grads.values() if g is not None]):
+    for node in toposort([loss, *extra] + [g for g in grads.values() if g is not None]):
         if node.op == "einsum" and any(per_sample(x) for x in node.inputs):
             if any(not per_sample(x) and math.prod(x.shape) >= WIDE for x in node.inputs):
                 return "blocked"
@@ -144,6 +145,33 @@ def choose(loss: Node, grads: dict[Node, Node | None], target: str) -> str:
 def plan(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params: Sequence[Node],
          data: Sequence[Node]) -> BlockPlan:
     outputs = [loss] + [g for p in wrt if (g := grads[p]) is not None]
+    named = {id(g): f"grad_{spell(p.name)}" for p in wrt if (g := grads[p]) is not None}
+    named[id(loss)] = "loss"
+    accumulators, materialize, rows = _analyse(outputs, named)
+    frozen, layout = param_layout(wrt, params)
+    return BlockPlan(loss, list(wrt), frozen, list(data), layout, {p.name: grads[p] for p in wrt},
+                     [p.name for p in wrt if grads[p] is None], accumulators, materialize, rows, blas_available())
+
+
+@dataclass
+class BlockForwardPlan(BlockPlan):
+    """A forward function's blocked plan (``gc.compile`` of wide layers' outputs): the
+    passes for the sums ``results`` read, then a loop over the blocks that stores them."""
+
+    results: list[Node] = field(default_factory=list)
+    forward = True
+
+
+def forward_plan(results: Sequence[Node], params: Sequence[Node], data: Sequence[Node]) -> BlockForwardPlan:
+    accumulators, materialize, rows = _analyse(list(results), {})
+    frozen, layout = param_layout([], params)
+    return BlockForwardPlan(results[0], [], frozen, list(data), layout, {}, [], accumulators, materialize, rows,
+                            blas_available(), results=list(results))
+
+
+def _analyse(outputs: list[Node], named: dict[int, str]) -> tuple[list[Accumulator], set[int], int]:
+    """The accumulators (each sum over the samples, its pass and slot; ``named``: names of
+    those that are outputs), the nodes kept in arrays, and the rows per block."""
     order = toposort(outputs)
     readers: dict[int, list[Node]] = {}
     for node in order:
@@ -183,8 +211,6 @@ def plan(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params
                 materialize.add(id(node))
 
     accumulators.sort(key=lambda a: a.pass_)
-    named = {id(g): f"grad_{spell(p.name)}" for p in wrt if (g := grads[p]) is not None}
-    named[id(loss)] = "loss"
     offset = 0
     for k, a in enumerate(accumulators):  # a sum that IS an output is named after it
         a.offset = offset
@@ -192,7 +218,4 @@ def plan(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params
         offset += a.size
     widest = max((math.prod(fixed_shape(n)) for n in order if per_sample(n)), default=1)
     rows = 1 << max(6, min(11, int(math.log2(max(1, BLOCK_ELEMENTS // max(1, widest))))))
-
-    frozen, layout = param_layout(wrt, params)
-    return BlockPlan(loss, list(wrt), frozen, list(data), layout, {p.name: grads[p] for p in wrt},
-                     [p.name for p in wrt if grads[p] is None], accumulators, materialize, rows, blas_available())
+    return accumulators, materialize, rows

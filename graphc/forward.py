@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import codegen, loader, schedule, targets, threads
+from . import blocked, codegen, loader, schedule, targets, threads
 from .errors import GraphcError, UnsupportedError
 from .graph import N, Graph, Node, format_shape
 from .runtime import bind_data, check_names, merge, pack_params
@@ -54,17 +54,29 @@ def compile_forward(expr: Any, target: str = "cpu", dtype: str = "float64") -> "
     if key in memo and all(a is b for a, b in zip(memo[key].plan.results, nodes)):
         return memo[key]
     timings = Timings()
-    targets.get(target).emitter("forward")  # a clear TargetError where there is none
+    targets.get(target).emitter("fused", forward=True)  # a clear TargetError where there is none
     with timings.stage("graph"):
         graph = Graph.from_outputs(*nodes)
-    try:
-        plan = schedule.fuse_forward(nodes, graph.params, graph.data, timings)
-    except UnsupportedError as err:
-        raise UnsupportedError(f"{err} (forward functions use the fused schedule only, for now)") from None
+    plan = _plan(nodes, graph, target, timings)
     with timings.stage("codegen"):
         source = codegen.emit(plan, target, codegen.check_dtype(dtype))
     memo[key] = Forward(plan, source, target, dtype, timings, single)
     return memo[key]
+
+
+def _plan(nodes: list[Node], graph: Graph, target: str, timings: Timings) -> Any:
+    """Fused (per-sample scalar expressions), or blocked where a layer is wide (the choice of
+    ``schedule="auto"``), or where the fused schedule cannot unroll the graph."""
+    spec = targets.get(target)
+    wide = blocked.choose(nodes[0], {}, target, nodes[1:]) == "blocked"
+    if not wide:
+        try:
+            return schedule.fuse_forward(nodes, graph.params, graph.data, timings)
+        except UnsupportedError:
+            if "blocked" not in spec.schedules:
+                raise
+    with timings.stage("schedule"):
+        return blocked.forward_plan(nodes, graph.params, graph.data)
 
 
 class Forward:

@@ -60,6 +60,7 @@ class Layout:
     layout: dict[str, tuple[int, tuple]]
     wrt: list[Node]
     data: list[Node]
+    forward = False  # a forward function's plan (outputs, no loss and gradients)
 
     @property
     def n_grads(self) -> int:
@@ -379,7 +380,7 @@ class ForwardPlan(Plan):
     stores: Loop | None = None
     store_targets: list[tuple[int, tuple]] = field(default_factory=list)
     fixed_targets: list[tuple[int, tuple]] = field(default_factory=list)
-    kind = "forward"
+    forward = True
 
     @property
     def n_grads(self) -> int:

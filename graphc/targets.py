@@ -23,16 +23,17 @@ class Target:
     threaded: bool  # runs Numba's threads (serialized under the workqueue layer: threads.guard)
     summary: str
     runtime: str = ""  # the module (under graphc) that checks and drives a device target
-    forward: str = ""  # "module:Class" printing forward functions (gc.compile of arrays); "": none
+    forward: tuple[tuple[str, str], ...] = ()  # (schedule, "module:Class") printing forward functions
 
     @property
     def schedules(self) -> tuple[str, ...]:
         return tuple(schedule for schedule, _ in self.emitters)
 
-    def emitter(self, schedule: str) -> type:
-        """The emitter class that prints a plan of ``schedule`` for this target."""
-        path = (self.forward or None) if schedule == "forward" else dict(self.emitters).get(schedule)
-        if path is None and schedule == "forward":
+    def emitter(self, schedule: str, forward: bool = False) -> type:
+        """The emitter class that prints a plan of ``schedule`` for this target (``forward``:
+        a forward function's plan)."""
+        path = dict(self.forward if forward else self.emitters).get(schedule)
+        if path is None and forward:
             raise TargetError(f"forward functions (gc.compile of an array, res.predict) do not run on target "
                               f"{self.name!r} yet; use target='cpu' or 'parallel'")
         if path is None:
@@ -49,10 +50,11 @@ class Target:
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("cpu", (("fused", "cpu:CpuEmitter"), ("blocked", "blocked:BlockedCpuEmitter")),
-           batches=True, device=False, threaded=False, summary="@njit, one core", forward="forward:ForwardEmitter"),
+           batches=True, device=False, threaded=False, summary="@njit, one core",
+           forward=(("fused", "forward:ForwardEmitter"), ("blocked", "forward:BlockedForwardEmitter"))),
     Target("parallel", (("fused", "parallel:ParallelEmitter"), ("blocked", "blocked:BlockedParallelEmitter")),
            batches=True, device=False, threaded=True, summary="@njit(parallel=True), fixed blocks of samples over all cores",
-           forward="forward:ParallelForwardEmitter"),
+           forward=(("fused", "forward:ParallelForwardEmitter"), ("blocked", "forward:BlockedParallelForwardEmitter"))),
     Target("cuda", (("fused", "cuda:CudaEmitter"),),
            batches=False, device=True, threaded=False, summary="numba.cuda kernels, data resident on the GPU",
            runtime="cuda_runtime"),

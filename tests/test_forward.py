@@ -103,3 +103,25 @@ def test_forward_errors():
         gc.compile((Z, 3.0))
     with pytest.raises(gc.BindingError, match="missing"):
         gc.compile(Z)(X=Xs, W=Ws)
+
+
+def test_wide_layers_run_blocked_like_their_loss():
+    """A 3-64-64-2 net: the blocked schedule (as its loss would be), checked against numpy's
+    forward pass; with softmax over the outputs (a per-sample sum) and a mean (a sum over
+    the samples) in one call."""
+    from graphc import nn
+
+    model = nn.Sequential(nn.Linear(3, 64, name="l0"), nn.Tanh(), nn.Linear(64, 64, name="l1"), nn.ReLU(),
+                          nn.Linear(64, 2, name="l2"))
+    out = model(X)
+    p = model.init(0)
+    x = rng.standard_normal((1000, 3))
+    h = np.maximum(np.tanh(x @ p["l0.weight"].T + p["l0.bias"]) @ p["l1.weight"].T + p["l1.bias"], 0.0)
+    want = h @ p["l2.weight"].T + p["l2.bias"]
+    g = gc.compile((gc.softmax(out, axis=1), gc.mean(out)))
+    assert type(g.plan).__name__ == "BlockForwardPlan" and "for i0 in range(0, n, ROWS):" in g.source
+    probs, mean = g(X=x, **p).value
+    e = np.exp(want - want.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probs, e / e.sum(axis=1, keepdims=True), rtol=1e-13, atol=1e-15)
+    assert mean == pytest.approx(want.mean(), rel=1e-12)
+    np.testing.assert_allclose(gc.compile(out, target="parallel")(X=x, **p).value, want, rtol=1e-13, atol=1e-14)

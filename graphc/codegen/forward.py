@@ -1,5 +1,5 @@
 """Forward functions: a ``ForwardPlan`` (``gc.compile`` of arrays, ``res.predict``) printed as
-``forward(<data>, theta, acc, result_0, ...)``.
+``forward(<data>, theta, acc, result_0, ...)``; a ``BlockForwardPlan`` (wide layers) too.
 
 The sums over the samples its outputs read are the CPU emitter's pass functions
 (``sums_k``, run by the same driver as ``evaluate``'s: serial, or in blocks over the cores);
@@ -11,9 +11,12 @@ outputs without a sample dim are written last. A scalar output is a 1-element ar
 from __future__ import annotations
 
 from ..graph import N
+from ..indexing import fixed_shape, per_sample
 from ..schedule import ForwardPlan
 from . import mathlib
+from .blocked import SAMPLE_INDEX, BlockedMixin, Writer, _axes, _loop_names
 from .cpu import CpuEmitter
+from .loops import Assign, Code, Element, Loop
 from .parallel import ParallelEmitter
 
 
@@ -88,3 +91,50 @@ class ParallelForwardEmitter(ForwardEmitter, ParallelEmitter):
     @property
     def forward_jit(self) -> str:
         return "@numba.njit(parallel=True, **OPTS)" if self.plan.stores.sums or self.sizes else self.jit
+
+
+class BlockedForwardEmitter(BlockedMixin, ForwardEmitter):
+    """A forward function of wide layers (a ``BlockForwardPlan``): the sums its outputs read
+    are the blocked pass functions; then one loop over blocks of ROWS samples computes the
+    outputs' layers into block arrays (np.dot, loop nests; the loop IR and its passes, as in
+    the pass functions) and stores each sample's output elements."""
+
+    def forward(self) -> str:
+        plan = self.plan
+        results = ", ".join(result_name(k) for k in range(len(plan.results)))
+        head = [
+            self.forward_jit,
+            f"def forward({self.args + ', ' if self.args else ''}theta, acc, {results}):",
+            f'    """The outputs at theta, written into {results}, ROWS samples at a time (acc: scratch for the sums)."""',
+            self.n_line("    ") if plan.sample_data else "    n = 0",
+        ]
+        for k in range(len(self.sizes)):
+            head += self.run_loop(k)
+        w = Writer(self, len(self.sizes))  # after every pass: all sums are in acc
+        stores: list = []
+        fixed: list = []
+        for k, node in enumerate(plan.results):
+            fs = fixed_shape(node)
+            idx = _loop_names(fs)
+            value = w.elem(node, idx).xreplace(w.known)
+            if per_sample(node):
+                at = iter(idx)
+                target = Element(result_name(k), [SAMPLE_INDEX if d is N else next(at) for d in node.shape])
+                stores += Writer.loops(True, _axes(idx, fs), [Assign(target, value)], f"{result_name(k)}: {self.comment(node)}")
+            else:
+                fixed += Writer.loops(False, _axes(idx, fs), [Assign(Element(result_name(k), idx if fs else [0]), value)])
+        rows = Code("rows = min(n - i0, ROWS)", frozenset({"n", "i0"}), frozenset({"rows"}))
+        body = [*w.prologue, Loop("i0", (0, "n", "ROWS"), [rows, *w.block, *stores]), *fixed]
+        return self.print_function(head, body)
+
+
+class BlockedParallelForwardEmitter(BlockedForwardEmitter, ParallelForwardEmitter):
+    """The sums in blocks over the cores; the stores' loop over blocks is serial (its scratch
+    arrays are shared)."""
+
+    @property
+    def forward_jit(self) -> str:
+        return "@numba.njit(parallel=True, **OPTS)" if self.sizes else self.jit
+
+    def helper_jit(self, nargs: int) -> str:
+        return self.jit  # not inlined into the prange loop (as BlockedParallelEmitter)

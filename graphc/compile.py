@@ -161,11 +161,15 @@ class Compiled:
         """Ops per sample (before and after CSE), bytes read per sample, roofline step time."""
         return explain.stats(self.plan, self.dtype)
 
+    batching: dict | None = None  # a mini-batch fit's batch_size, shuffle and seed (set by fit)
+
     def export(self, path: str, optimizer: Any = None) -> str:
-        """Write a standalone .py (numpy + numba only) that reproduces this computation."""
+        """Write a standalone .py (numpy + numba only) that reproduces this computation;
+        a mini-batch fit's function exports its batching as the defaults of its fit."""
         optimizer = optimizer if optimizer is not None else getattr(self, "optimizer", None)
-        has_train = hasattr(self.module, "train")
-        return str(explain.export(self.source, self.plan, self.dtype, path, optimizer, has_train))
+        has_train, has_batches = hasattr(self.module, "train"), hasattr(self.module, "train_batches")
+        return str(explain.export(self.source, self.plan, self.dtype, path, optimizer, has_train, has_batches,
+                                  self.batching))
 
     def bind(self, bindings: Mapping[str, Any] | None = None, **kwargs: Any) -> tuple[list[np.ndarray], np.ndarray]:
         given = merge(bindings, kwargs)

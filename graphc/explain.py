@@ -712,38 +712,65 @@ RUNNER = '''
 
 # ---- standalone runner (graphc export): needs only numpy and numba ----------------------
 DTYPE = np.{dtype}
-PARAMS = {params}  # name -> (offset in theta, shape)
-WRT = {wrt}  # differentiated parameters; grad has their offsets
+INPUTS = {inputs}  # argument -> (graphc name, shape; None: the sample dim)
+PARAMS = {params}  # argument -> (graphc name, offset in theta, shape)
+WRT = {wrt}  # differentiated parameters (arguments); grad has their offsets
 N_GRADS = {n_grads}
 N_ACC = {n_acc}
 
 
-def pack(params):
-    """{{name: value}} -> the flat parameter vector theta."""
+def data_arrays(given):
+    """The data arguments, checked (dims, sizes, one sample count, numbers) and converted."""
+    arrays, n, first = [], None, None
+    for arg, (name, shape) in INPUTS.items():
+        value = np.asarray(given[arg])
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"input {{name!r}} holds {{value.dtype}} values; expected numbers")
+        if value.ndim != len(shape):
+            raise ValueError(f"input {{name!r}} has shape {{value.shape}}; expected {{len(shape)}} dim(s): {{shape}}")
+        for got, want in zip(value.shape, shape):
+            if want is None:
+                if n is not None and got != n:
+                    raise ValueError(f"input {{name!r}} has {{got}} samples but {{first!r}} has {{n}}")
+                n, first = got, name
+            elif got != want:
+                raise ValueError(f"input {{name!r}} has shape {{value.shape}}; expected {{shape}} (None: any)")
+        arrays.append(np.ascontiguousarray(value, dtype=DTYPE))
+    if n == 0:
+        raise ValueError(f"input {{first!r}} has no samples")
+    return arrays
+
+
+def pack(given):
+    """The parameter arguments -> the flat parameter vector theta."""
     theta = np.empty({n_theta}, dtype=DTYPE)
-    for name, (off, shape) in PARAMS.items():
-        value = np.asarray(params[name], dtype=np.float64)
+    for arg, (name, off, shape) in PARAMS.items():
+        value = np.asarray(given[arg])
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"parameter {{name!r}} holds {{value.dtype}} values; expected numbers")
         if value.shape != shape:
             raise ValueError(f"parameter {{name!r}} has shape {{value.shape}}; expected {{shape}}")
-        theta[off : off + value.size] = value.ravel()
+        theta[off : off + value.size] = value.astype(np.float64).ravel()
     return theta
 
 
-def unpack(flat, names):
-    """Flat vector -> {{name: float or ndarray}}."""
+def unpack(flat, args):
+    """Flat vector -> {{graphc name: float or ndarray}}."""
     out = {{}}
-    for name in names:
-        off, shape = PARAMS[name]
+    for arg in args:
+        name, off, shape = PARAMS[arg]
         size = int(np.prod(shape))
         out[name] = float(flat[off]) if not shape else np.array(flat[off : off + size]).reshape(shape)
     return out
 
 
-def loss_and_grads({args}params):
-    """The loss and its gradients at params ({{name: value}}), as graphc's f(...) returns them."""
+def loss_and_grads({signature}):
+    """The loss and its gradients ({{graphc name: value}}) at the given parameters, as
+    graphc's f(...) returns them. Keyword arguments only: data and parameters by name."""
+    given = dict({bound})
     grad = np.zeros(N_GRADS)
     acc = np.zeros(N_ACC)
-    loss = evaluate({arrays}pack(params), grad, acc)
+    loss = evaluate(*data_arrays(given), pack(given), grad, acc)
     return float(loss), unpack(grad, WRT)
 '''
 
@@ -751,16 +778,29 @@ FIT = '''
 
 HYPER = {hyper}  # optimizer: {optimizer!r}
 SLOTS = {slots}
+BATCHES = {batches}  # the mini-batch loop (train_batches) is in this file
 
 
-def fit({args}init, steps, log_every=100):
-    """Train from init for `steps` steps; returns (params, history) like graphc's fit."""
-    theta = pack(init)
+def fit(*, {data_signature}init, steps, log_every=100, batch_size={batch_size}, shuffle={shuffle}, seed={seed}):
+    """Train from init ({{graphc name: value}}) for `steps` steps; returns (params, history)
+    like graphc's fit (with batch_size: on mini-batches, as gc.fit(batch_size=...) runs them)."""
+    given = dict({data_bound})
+    given.update({{arg: init[name] for arg, (name, _, _) in PARAMS.items()}})
+    data = tuple(data_arrays(given))
+    theta = pack(given)
     hyper = np.array(list(HYPER.values()), dtype=np.float64)
     state = np.zeros((SLOTS, N_GRADS))
     history = np.zeros(steps // log_every)
     scratch = np.zeros(N_GRADS), np.zeros(N_ACC)
-    done = train(({arrays}), theta, hyper, state, 0, steps, log_every, history, *scratch)
+    if batch_size is None:
+        if shuffle:
+            raise ValueError("shuffle needs batch_size")
+        done = train(data, theta, hyper, state, 0, steps, log_every, history, *scratch)
+    elif not BATCHES:
+        raise ValueError("this file has no mini-batch loop: export the function of a fit with batch_size")
+    else:
+        done = train_batches(data, theta, hyper, state, 0, steps, log_every, history, batch_size, shuffle, seed,
+                             *scratch)
     kept = len(history) if done >= steps else (done + 1) // log_every
     logged = [(k * log_every + log_every - 1, float(v)) for k, v in enumerate(history[:kept])]
     return unpack(theta, list(PARAMS)), logged
@@ -768,24 +808,29 @@ def fit({args}init, steps, log_every=100):
 
 
 def export(source: str, plan: Plan, dtype: str, path: str | Path, optimizer: Any = None,
-           has_train: bool = False) -> Path:
-    """Write ``source`` plus a small runner as one file that needs only numpy and numba."""
-    names = [spell(d.name) for d in plan.data]
+           has_train: bool = False, has_batches: bool = False, batching: dict | None = None) -> Path:
+    """Write ``source`` plus a small runner as one file that needs only numpy and numba:
+    keyword-only entry points named after the data and parameters (spelled as the generated
+    code spells them), which check every array's dims, sizes and sample count.
+    ``batching``: the defaults of the exported fit's batch_size, shuffle and seed."""
+    data = {spell(d.name): (d.name, tuple(None if k is N else k for k in d.shape)) for d in plan.data}
+    params = {spell(name): (name, off, tuple(shape)) for name, (off, shape) in plan.layout.items()}
+    args = list(data) + list(params)
+    batching = {"batch_size": None, "shuffle": False, "seed": 0, **(batching or {})}
     fields = dict(
-        dtype=dtype,
-        params=repr({name: (off, tuple(shape)) for name, (off, shape) in plan.layout.items()}),
-        wrt=repr([p.name for p in plan.wrt]),
+        dtype=dtype, inputs=repr(data), params=repr(params), wrt=repr([spell(p.name) for p in plan.wrt]),
         n_grads=plan.n_grads, n_acc=plan.n_acc, n_theta=plan.n_theta,
-        args="".join(f"{n}, " for n in names),
-        arrays="".join(f"np.ascontiguousarray({n}, dtype=DTYPE), " for n in names),
+        signature="*, " + ", ".join(args) if args else "", bound=", ".join(f"{a}={a}" for a in args),
     )
     text = source + RUNNER.format(**fields)
     if has_train:
         if optimizer is None:
             raise GraphcError("this function holds a training loop; export it with "
                               "res.compiled.export(path, optimizer=res.optimizer)")
-        text += FIT.format(hyper=repr(dict(optimizer.hyper)), optimizer=optimizer,
-                           slots=len(optimizer.slots), **fields)
+        text += FIT.format(hyper=repr(dict(optimizer.hyper)), optimizer=optimizer, slots=len(optimizer.slots),
+                           batches=has_batches, data_signature="".join(f"{a}, " for a in data),
+                           data_bound=", ".join(f"{a}={a}" for a in data),
+                           **{k: repr(v) for k, v in batching.items()}, **fields)
     path = Path(path)
     path.write_text(text, encoding="utf-8")
     return path

@@ -128,6 +128,8 @@ def fit(
     dask = isinstance(data, Mapping) and distributed.uses_dask(data)
     compiled = _compiled(loss, wrt, target, dtype, optimizer, batches=batch_size is not None and not dask,
                          schedule=schedule)
+    if batch_size is not None and not dask:  # export() gives the exported fit these defaults
+        compiled.batching = {"batch_size": int(batch_size), "shuffle": bool(shuffle), "seed": int(seed)}
     plan = compiled.plan
     check_names(plan, {**data, **init}, [])
     _check_split(plan, data, init)

@@ -148,8 +148,8 @@ def load(path):
     return mod
 xs = np.linspace(-np.pi, np.pi, 200)
 init = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}
-loss, grads = load(sys.argv[1]).loss_and_grads(xs, np.sin(xs), init)
-params, history = load(sys.argv[2]).fit(xs, np.sin(xs), init, steps=50, log_every=10)
+loss, grads = load(sys.argv[1]).loss_and_grads(x=xs, y=np.sin(xs), **init)
+params, history = load(sys.argv[2]).fit(x=xs, y=np.sin(xs), init=init, steps=50, log_every=10)
 print(json.dumps({"loss": loss, "grads": grads, "params": params, "history": history}))
 """
 
@@ -361,3 +361,52 @@ def test_blocked_gradients_say_what_they_cannot_show(monkeypatch):
         f.gradients
     shown = explain.shown_gradients(f.plan)
     assert all(isinstance(v, gc.UnsupportedError) for v in shown.values())
+
+
+SAFE_EXPORT = """
+import importlib.util, json, sys
+import numpy as np
+spec = importlib.util.spec_from_file_location("m", sys.argv[1]); m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+rng = np.random.default_rng(0)
+X, T, W = rng.standard_normal((50, 3)), rng.standard_normal((50, 2)), rng.standard_normal((2, 3))
+errors = []
+for call in (lambda: m.loss_and_grads(X, T, W),                   # positional: refused
+             lambda: m.loss_and_grads(X=T, T=X, W=W),             # swapped: shapes differ
+             lambda: m.loss_and_grads(X=X[:40], T=T, W=W),        # sample counts differ
+             lambda: m.loss_and_grads(X=X, T=T, W=W[:, :2]),      # a parameter's shape
+             lambda: m.loss_and_grads(X=X.astype(complex), T=T, W=W)):
+    try:
+        call()
+        errors.append(None)
+    except (TypeError, ValueError) as e:
+        errors.append(str(e))
+loss, grads = m.loss_and_grads(T=T, W=W, X=X)  # any order
+params, history = m.fit(X=X, T=T, init={"W": W}, steps=20, log_every=5)
+print(json.dumps({"errors": errors, "loss": loss, "params": params["W"].tolist(), "history": history}))
+"""
+
+
+def test_export_takes_keywords_and_checks_every_array(tmp_path):
+    """The issue's reproducer: positional or swapped arrays returned 1e274 instead of an error."""
+    X, T, W = gc.data("X", shape=(None, 3)), gc.data("T", shape=(None, 2)), gc.param("W", (2, 3))
+    loss = gc.sum((X @ W.T - T) ** 2)
+    rng = np.random.default_rng(0)
+    Xs, Ts, Ws = rng.standard_normal((50, 3)), rng.standard_normal((50, 2)), rng.standard_normal((2, 3))
+    res = gc.fit(loss, data={"X": Xs, "T": Ts}, init={"W": Ws}, optimizer=gc.SGD(lr=1e-3), steps=20,
+                 log_every=5, batch_size=16, shuffle=True, seed=3)
+    path = res.compiled.export(tmp_path / "batched.py")
+    text = open(path).read()
+    assert "def loss_and_grads(*, X, T, W):" in text and "batch_size=16, shuffle=True, seed=3" in text
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", SAFE_EXPORT, str(path)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    positional, swapped, short, wrong_w, complex_ = got["errors"]
+    assert "positional" in positional and "'X' has shape (50, 2)" in swapped
+    assert "'T' has 50 samples but 'X' has 40" in short
+    assert "'W' has shape (2, 2)" in wrong_w and "complex" in complex_
+    assert got["loss"] == gc.compile(loss)(X=Xs, T=Ts, W=Ws).loss
+    np.testing.assert_array_equal(got["params"], res.params["W"])  # the same mini-batches, the same bits
+    assert [tuple(h) for h in got["history"]] == res.history

@@ -261,7 +261,7 @@ import importlib.util, sys, numpy as np
 spec = importlib.util.spec_from_file_location("m", sys.argv[1]); m = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(m)
 xs = np.linspace(-3, 3, 1001)
-print(repr(m.loss_and_grads(xs, np.sin(xs), {"a": 0.7, "b": -1.3})[0]))
+print(repr(m.loss_and_grads(x=xs, y=np.sin(xs), a=0.7, b=-1.3)[0]))
 """
 
 

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, explain, forward, loader, plancache, targets, threads
+from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, explain, forward, loader, notebook, plancache, targets, threads
 from .blocked import BlockPlan
 from .errors import GraphcError, UnsupportedError
 from .graph import Graph, Node, format_shape, resolve_wrt
@@ -150,6 +150,9 @@ class Compiled:
     def latex(self) -> str:
         """The loss and its gradients as LaTeX (an ``aligned`` block)."""
         return explain.latex(self.plan)
+
+    def _repr_markdown_(self) -> str:  # a notebook shows the maths and the source (notebook.py)
+        return notebook.compiled_markdown(self)
 
     @property
     def graph(self) -> str:

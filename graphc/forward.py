@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import blocked, codegen, loader, schedule, targets, threads
+from . import blocked, codegen, loader, notebook, schedule, targets, threads
 from .errors import GraphcError, UnsupportedError
 from .graph import N, Graph, Node, format_shape
 from .runtime import bind_data, check_names, merge, pack_params
@@ -122,6 +122,9 @@ class Forward:
         if N in node.shape and n is None:
             raise GraphcError(f"{node.label()} has shape {format_shape(node.shape)} but no input has samples")
         return tuple(n if d is N else d for d in node.shape)
+
+    def _repr_markdown_(self) -> str:  # a notebook shows the outputs and the source (notebook.py)
+        return notebook.forward_markdown(self)
 
     def __repr__(self) -> str:
         shapes = ", ".join(format_shape(r.shape) for r in self.plan.results)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import codegen, cuda_runtime, distributed, forward, plancache, targets
+from . import codegen, cuda_runtime, distributed, forward, notebook, plancache, targets
 from .checkpoint import read, save
 from .compile import Compiled, Timings, make_plan
 from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
@@ -57,6 +57,12 @@ class FitResult:
     def save(self, path: Any) -> str:
         """Write params, optimizer state and history to ``path`` (.npz); see gc.load."""
         return save(self, path)
+
+    def _repr_markdown_(self) -> str:  # a notebook shows the parameters (notebook.py)
+        return notebook.fit_markdown(self)
+
+    def _repr_html_(self) -> str:  # ... and the loss curve, inline
+        return notebook.fit_html(self)
 
     def predict(self, expr: Any, data: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
         """``expr`` (an expression, or a tuple of them) on new ``data`` with the fitted

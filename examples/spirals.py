@@ -1,8 +1,9 @@
 """A classifier: two interleaved spirals, cross-entropy on class logits, accuracy printed.
 
 The data are generated here: class k's points lie on the spiral r = t, angle t + k*pi, with
-noise. Model: Linear(2, 64) -> tanh -> Linear(64, 2); the target
-is one-hot rows (gc.nn.one_hot); mini-batches of 128, shuffled each epoch.
+noise. Model: Linear(2, 64) -> tanh -> Linear(64, 2); the targets are the class labels
+themselves (ints bound as data, as torch's CrossEntropyLoss takes them); mini-batches of 128,
+shuffled each epoch; gc.nn.accuracy scores the predictions.
 """
 
 import math
@@ -26,14 +27,14 @@ def spirals(n: int, noise: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.n
 def main(n: int = 4000, width: int = 64, epochs: int = 300, batch_size: int = 128, lr: float = 0.01,
          seed: int = 0, verbose: bool = True):
     xs, labels = spirals(n, seed=seed)
-    X, T = gc.data("X", shape=(None, 2)), gc.data("T", shape=(None, 2))
+    X, y = gc.data("X", shape=(None, 2)), gc.data("y")  # y: class indices 0/1
     model = nn.Sequential(nn.Linear(2, width, name="l1"), nn.Tanh(), nn.Linear(width, 2, name="l2"))
     logits = model(X)
-    loss = nn.cross_entropy(logits, T)
-    res = gc.fit(loss, data={"X": xs, "T": nn.one_hot(labels, 2)}, init=model.init(seed),
+    loss = nn.cross_entropy(logits, y)
+    res = gc.fit(loss, data={"X": xs, "y": labels}, init=model.init(seed),
                  optimizer=gc.Adam(lr=lr), epochs=epochs, batch_size=batch_size, shuffle=True, seed=seed,
                  log_every=max(1, epochs * -(-n // batch_size) // 10))
-    accuracy = float(np.mean(predict(res.params, xs) == labels))
+    accuracy = nn.accuracy(predict(res.params, xs), labels)
     if verbose:
         for t, value in res.history:
             print(f"step {t:6d}  batch cross-entropy {value:.4f}")
@@ -42,9 +43,9 @@ def main(n: int = 4000, width: int = 64, epochs: int = 300, batch_size: int = 12
 
 
 def predict(params: dict, xs: np.ndarray) -> np.ndarray:
-    """Class labels from the trained parameters (plain numpy forward pass)."""
+    """Class logits (N, 2) from the trained parameters (plain numpy forward pass)."""
     h = np.tanh(xs @ params["l1.weight"].T + params["l1.bias"])
-    return np.argmax(h @ params["l2.weight"].T + params["l2.bias"], axis=1)
+    return h @ params["l2.weight"].T + params["l2.bias"]
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import ops
 from .errors import GraphcError
-from .graph import Node, check_name
+from .graph import Node, check_name, format_shape
 
 _counter = itertools.count()
 
@@ -138,14 +138,96 @@ def softmax(z: Any, axis: int = -1) -> Node:
 
 
 def cross_entropy(logits: Any, target: Any, reduction: str = "mean") -> Node:
-    """Cross-entropy of class ``logits`` (N, C) against ``target`` (N, C): one-hot rows or
-    class probabilities (torch.nn.CrossEntropyLoss with probability targets; build one-hot
-    rows from labels with ``gc.nn.one_hot``). ``mean`` averages over samples, ``sum`` adds."""
-    logits, target = _pair(logits, target, "cross_entropy")
+    """Cross-entropy of class ``logits`` (N, C), the class axis last, against ``target``:
+
+    - class indices of shape (N,) (``logits.shape`` without the class axis), as
+      torch.nn.CrossEntropyLoss takes them: ``gc.data("labels")`` bound to an int array, or
+      a numpy int array; per sample ``-log_softmax(z)[label]`` (``nll_loss`` of it);
+    - one-hot rows or class probabilities (N, C): per sample ``-sum_c t_c log_softmax(z)_c``.
+
+    ``mean`` averages over samples, ``sum`` adds. A label that is not one of 0 .. C-1 makes
+    the loss NaN (fit stops with NonFiniteLoss), as torch raises an error for it."""
+    logits = ops.as_node(logits, "cross_entropy")
     if logits.ndim < 1:
         raise GraphcError("cross_entropy: logits need a class axis (the last one)")
+    target = ops.as_node(target, "cross_entropy")
+    if target.ndim == logits.ndim - 1:  # class indices
+        return nll_loss(log_softmax(logits, -1), target, reduction)
+    logits, target = _pair(logits, target, "cross_entropy", labels=True)
     per_sample = -ops.sum(target * log_softmax(logits, -1), axis=-1)
     return _reduce(per_sample, reduction, "cross_entropy")
+
+
+def nll_loss(log_probs: Any, labels: Any, reduction: str = "mean") -> Node:
+    """``-log_probs[label]`` per sample (torch.nn.NLLLoss): ``log_probs`` (N, C), the class
+    axis last, e.g. ``log_softmax(z)``; ``labels`` class indices (N,), as in cross_entropy.
+
+    The pick runs inside the compiled loop with no gather: ``hit = (label[:, None] == k)``
+    for k = 0 .. C-1 (exact: labels are bound as floats, integers up to 2**24 are exact in
+    float32 too), ``-sum(where(hit, log_probs, 0), -1)``; ``where`` rather than a product
+    keeps a -inf of another class out of it. A label outside 0 .. C-1, or not an integer,
+    gives NaN."""
+    log_probs = ops.as_node(log_probs, "nll_loss")
+    if log_probs.ndim < 1:
+        raise GraphcError("nll_loss: log_probs need a class axis (the last one)")
+    classes = log_probs.shape[-1]
+    if not isinstance(classes, int):
+        raise GraphcError(f"nll_loss: the class axis of {log_probs.label()} is the sample dim; "
+                          "put the classes last")
+    labels = _labels(labels, log_probs, "nll_loss")
+    # class k where |label - k| <= 0: one (N, C) comparison, exact (NaN compares false)
+    column = ops.index(labels, (slice(None),) * labels.ndim + (None,))
+    hit = ops.abs(column - ops.constant(np.arange(classes))) <= 0
+    picked = ops.sum(ops.where(hit, log_probs, 0.0), axis=-1)
+    found = ops.sum(ops.where(hit, 1.0, 0.0), axis=-1)  # 0 for a label that is not a class
+    return _reduce(ops.where(found > 0.5, -picked, math.nan), reduction, "nll_loss")
+
+
+def _labels(labels: Any, scores: Node, fn: str) -> Node:
+    """``labels`` as a node of ``scores``' shape without the class axis; constant labels
+    (a numpy array) are checked here, data labels give NaN where they are out of range."""
+    node = ops.as_node(labels, fn)
+    if node.shape != scores.shape[:-1]:
+        fixed = node.op == "const"
+        hint = " (a numpy array has a fixed length: bind labels with gc.data('labels'))" if fixed else ""
+        raise GraphcError(
+            f"{fn}: labels {node.label()} have shape {format_shape(node.shape)}; expected "
+            f"{format_shape(scores.shape[:-1])}, the shape of {scores.label()} {format_shape(scores.shape)} "
+            f"without its class axis{hint}"
+        )
+    if node.op == "const":
+        values = node.attr("value")
+        bad = values[(values != np.round(values)) | (values < 0) | (values >= scores.shape[-1])]
+        if bad.size:
+            last = scores.shape[-1] - 1
+            raise GraphcError(f"{fn}: label {float(bad.flat[0]):g} is not a class index 0 .. {last}")
+    return node
+
+
+def accuracy(pred: Any, labels: Any, threshold: float | None = None) -> float:
+    """Fraction of samples whose predicted class is their label (numpy, after training):
+    ``pred`` (N, C) logits or probabilities (the class is the argmax of the last axis), or
+    (N,) two-class scores with ``threshold`` (class 1 where pred > threshold: 0.5 for
+    probabilities, 0.0 for logits); ``labels`` class indices (N,) or one-hot rows (N, C).
+    A row with a NaN counts as wrong."""
+    pred, labels = np.asarray(pred, dtype=float), np.asarray(labels)
+    if labels.ndim == 2 and labels.shape == pred.shape:
+        labels = np.argmax(labels, axis=-1)
+    if pred.ndim == 1:
+        if threshold is None:
+            raise GraphcError("accuracy: 1-D predictions need threshold= "
+                              "(0.5 for probabilities, 0.0 for logits)")
+        guess, nan = (pred > threshold).astype(int), np.isnan(pred)
+    elif pred.ndim == 2:
+        guess, nan = np.argmax(pred, axis=-1), np.isnan(pred).any(axis=-1)
+    else:
+        raise GraphcError(f"accuracy: predictions must be (N, C) or (N,), got shape {pred.shape}")
+    if labels.shape != guess.shape:
+        raise GraphcError(f"accuracy: labels have shape {labels.shape}; "
+                          f"predictions {pred.shape} need {guess.shape}")
+    if labels.size == 0:
+        raise GraphcError("accuracy: no samples")
+    return float(np.mean((guess == labels) & ~nan))
 
 
 def one_hot(labels: Any, num_classes: int | None = None) -> np.ndarray:
@@ -161,12 +243,13 @@ def one_hot(labels: Any, num_classes: int | None = None) -> np.ndarray:
     return out
 
 
-def _pair(pred: Any, target: Any, fn: str) -> tuple[Node, Node]:
+def _pair(pred: Any, target: Any, fn: str, labels: bool = False) -> tuple[Node, Node]:
     pred, target = ops.as_node(pred, fn), ops.as_node(target, fn)
     if pred.shape != target.shape:
+        also = f", or class indices of shape {format_shape(pred.shape[:-1])}" if labels else " (gc.flatten?)"
         raise GraphcError(
-            f"{fn}: prediction {pred.label()} has shape {pred.shape} but target {target.label()} "
-            f"has {target.shape}; make them equal (gc.flatten?)"
+            f"{fn}: prediction {pred.label()} has shape {format_shape(pred.shape)} but target {target.label()} "
+            f"has {format_shape(target.shape)}; make them equal{also}"
         )
     return pred, target
 

@@ -117,7 +117,7 @@ def test_concatenate_errors():
 
 
 # ---- layers and losses -------------------------------------------------------------
-LOSSES = ["mse", "l1", "huber", "bce", "ce"]
+LOSSES = ["mse", "l1", "huber", "bce", "ce", "ce_labels"]
 
 
 @pytest.fixture(scope="module", params=SCHEDULES)
@@ -125,6 +125,7 @@ def networks(request):
     X = gc.data("X", shape=(None, 3))
     y = gc.data("y")
     T = gc.data("T", shape=(None, 3))  # one-hot class targets
+    labels = gc.data("labels")  # the same classes as indices (ints bound as data)
     model = nn.Sequential(nn.Linear(3, 5, name="l1"), nn.GELU(), nn.Linear(5, 4, bias=False, name="l2"),
                           nn.Softplus(), nn.Linear(4, 3, name="l3"))
     head = nn.Sequential(nn.Linear(3, 4, name="h1"), nn.Sigmoid(), nn.Linear(4, 4, name="h2"), nn.ReLU(),
@@ -138,11 +139,13 @@ def networks(request):
         terms[f"huber_{red}"] = nn.huber_loss(pred * 3, y, reduction=red, delta=0.5)
         terms[f"bce_{red}"] = nn.binary_cross_entropy_with_logits(z[:, 0] * 4, (y > 0) * 1.0, reduction=red)
         terms[f"ce_{red}"] = nn.cross_entropy(z * 3, T, reduction=red)
+        terms[f"ce_labels_{red}"] = nn.cross_entropy(z * 3, labels, reduction=red)
     loss, names = weighted(terms)
     f = gc.compile(loss, schedule=request.param)
     rng = np.random.default_rng(2)
     Xs = rng.standard_normal((N, 3))
-    base = {"X": Xs, "y": rng.standard_normal(N), "T": nn.one_hot(rng.integers(0, 3, N), 3)}
+    y, classes = rng.standard_normal(N), rng.integers(0, 3, N)
+    base = {"X": Xs, "y": y, "T": nn.one_hot(classes, 3), "labels": classes}
     base.update(model.init(seed=0))
     base.update(head.init(seed=1))
     return f, names, base, model, head
@@ -175,18 +178,72 @@ def test_losses_match_numpy(networks):
     y, T = base["y"], base["T"]
     d = pred * 3 - y
     logits, t = z[:, 0] * 4, (y > 0) * 1.0
-    zz = z * 3
+    zz, labels = z * 3, base["labels"]
     lse = np.log(np.sum(np.exp(zz - zz.max(1, keepdims=True)), 1)) + zz.max(1)
     per = {
         "mse": (pred - y) ** 2, "l1": np.abs(pred - y),
         "huber": np.where(np.abs(d) < 0.5, 0.5 * d**2, 0.5 * (np.abs(d) - 0.25)),
         "bce": np.logaddexp(0, logits) - logits * t,
         "ce": lse - np.sum(T * zz, 1),
+        "ce_labels": lse - zz[np.arange(N), labels],
     }
     for k, values in per.items():
         for red, fn in (("sum", np.sum), ("mean", np.mean)):
             got = f({**base, "w": only(names, f"{k}_{red}")}).loss
             assert got == pytest.approx(fn(values), rel=1e-10), (k, red)
+
+
+def test_class_indices_equal_one_hot_rows(networks):
+    """cross_entropy(z, labels) is cross_entropy(z, one_hot(labels)): loss and gradients."""
+    f, names, base, _, _ = networks
+    for red in ("sum", "mean"):
+        by_index = f({**base, "w": only(names, f"ce_labels_{red}")})
+        by_row = f({**base, "w": only(names, f"ce_{red}")})
+        assert by_index.loss == pytest.approx(by_row.loss, rel=1e-13, abs=0)
+        for k, g in by_row.grads.items():
+            np.testing.assert_allclose(by_index.grads[k], g, rtol=1e-13, atol=1e-15 * np.max(np.abs(g)))
+
+
+def test_cross_entropy_of_labels_is_nll_loss_of_log_softmax():
+    Z, labels = gc.data("Z", shape=(None, 4)), gc.data("labels")
+    for red in ("sum", "mean"):
+        assert str(nn.cross_entropy(Z, labels, red)) == str(nn.nll_loss(nn.log_softmax(Z), labels, red))
+
+
+def test_a_label_that_is_not_a_class_makes_the_loss_nan(networks):
+    f, names, base, _, _ = networks
+    for bad in (3, -1, 1.5, np.nan):
+        labels = base["labels"].astype(float)
+        labels[5] = bad
+        r = f({**base, "labels": labels, "w": only(names, "ce_labels_mean")})
+        assert np.isnan(r.loss), bad
+        assert all(np.all(np.isfinite(g)) for g in r.grads.values())  # the other samples' gradients
+
+
+def test_labels_errors_and_constant_labels():
+    Z = gc.data("Z", shape=(None, 3))
+    with pytest.raises(gc.GraphcError, match=r"has shape \(N, 3\).*class indices of shape \(N,\)"):
+        nn.cross_entropy(Z, gc.data("y", shape=(None, 2)))
+    with pytest.raises(gc.GraphcError, match="gc.data"):
+        nn.cross_entropy(Z, np.array([0, 1, 2]))  # a fixed-length array against the sample dim
+    W = gc.param("W", (4, 3))
+    with pytest.raises(gc.GraphcError, match="not a class index 0 .. 2"):
+        nn.nll_loss(W, np.array([0, 1, 3, 2]))
+    with pytest.raises(gc.GraphcError, match="not a class index"):
+        nn.nll_loss(W, np.array([0, 1, 0.5, 2]))
+    assert nn.cross_entropy(W, np.array([0, 1, 2, 2])).shape == ()
+
+
+def test_accuracy():
+    logits = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [0.0, 0.0, 5.0], [1.0, np.nan, 0.0]])
+    assert nn.accuracy(logits, [0, 1, 1, 0]) == 0.5  # the NaN row counts as wrong
+    assert nn.accuracy(logits[:3], nn.one_hot([0, 1, 2], 3)) == 1.0
+    assert nn.accuracy(np.array([0.9, 0.2, 0.6]), np.array([1, 0, 0]), threshold=0.5) == pytest.approx(2 / 3)
+    assert nn.accuracy(np.array([2.0, -1.0]), [1, 0], threshold=0.0) == 1.0
+    with pytest.raises(gc.GraphcError, match="threshold"):
+        nn.accuracy(np.array([0.9, 0.2]), [1, 0])
+    with pytest.raises(gc.GraphcError, match="labels have shape"):
+        nn.accuracy(logits, [0, 1])
 
 
 def test_stable_forms_do_not_overflow():
@@ -218,7 +275,7 @@ def test_loss_errors():
     with pytest.raises(gc.GraphcError, match="reduction"):
         nn.l1_loss(p, y, reduction="none")
     with pytest.raises(gc.GraphcError, match="shape"):
-        nn.cross_entropy(gc.data("Z", shape=(None, 3)), y)
+        nn.cross_entropy(gc.data("Z", shape=(None, 3)), gc.data("Y", shape=(None, 4)))
     with pytest.raises(gc.GraphcError, match="delta"):
         nn.huber_loss(p, y, delta=0)
     with pytest.raises(gc.GraphcError, match="out of range"):

@@ -41,6 +41,7 @@ with _collector.paused():
         SGD, Adagrad, Adam, AdamW, CosineAnnealingLR, ExponentialLR, Newton, RMSprop, StepLR,
     )
     from .plot import plot_fit  # noqa: E402
+    from .drawing import draw, to_dot  # noqa: E402  the graph as Graphviz DOT / SVG
     from .forward import Forward, Prediction  # noqa: E402
     from .runtime import Result  # noqa: E402
     from .train import FitResult, fit  # noqa: E402
@@ -71,5 +72,7 @@ __all__ += [
 ]
 # using a trained model (issue #19): forward functions (gc.compile of arrays), res.predict
 __all__ += ["Forward", "Prediction"]
+# the graph as a picture (issue #19 item 6)
+__all__ += ["draw", "to_dot"]
 # nonlinear least squares (issue #20): Levenberg-Marquardt with exact Jacobians (graphc/lsq/)
 __all__ += ["LeastSquaresResult", "curve_fit", "least_squares"]

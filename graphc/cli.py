@@ -8,7 +8,7 @@ import runpy
 import sys
 from typing import Iterator
 
-SHOW_PARTS = ("source", "graph", "gradients", "latex", "stats", "timings")
+SHOW_PARTS = ("source", "graph", "dot", "gradients", "latex", "stats", "timings")
 
 
 class _Enough(Exception):
@@ -78,6 +78,10 @@ def _part(compiled, part: str) -> str:
         return compiled.source
     if part == "gradients":
         return _gradients(compiled)
+    if part == "dot":  # Graphviz reads the "# ====" lines around it as comments
+        from .drawing import to_dot
+
+        return to_dot(compiled)
     if part == "latex":
         return compiled.latex()
     if part == "timings":
@@ -114,7 +118,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("script", metavar="SCRIPT.py")
     s.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed on to the script")
     for part in SHOW_PARTS[1:]:
-        s.add_argument(f"--{part}", action="store_true", help=f"also print f.{part}")
+        dot = "the graph as Graphviz DOT text (gc.to_dot(f); pipe it to dot -Tsvg)"
+        what = dot if part == "dot" else f"f.{part}"
+        s.add_argument(f"--{part}", action="store_true", help=f"also print {what}")
     s.add_argument("--no-source", action="store_true", help="do not print the generated source")
     s.add_argument("--max", type=int, default=None, metavar="K",
                    help="stop the script once K graphs have compiled (skips long training runs)")

@@ -60,6 +60,16 @@ def test_show_can_add_gradients_stats_and_stop_early(script, capsys):
     assert "cache" in out
 
 
+def test_show_dot_prints_graphviz_text(script, capsys):
+    assert cli.main(["show", "--max", "1", "--no-source", "--dot", script]) == 0
+    out = capsys.readouterr().out
+    body = [line for line in out.splitlines() if line and not line.startswith("#")]  # dot skips '#' lines
+    assert body[0] == 'digraph "graphc" {' and body[-1] == "}"
+    for name in "abxy":
+        assert any(f'[label="{name}\\n' in line for line in body), name
+    assert sum("->" in line for line in body) >= 8
+
+
 def test_show_says_when_nothing_compiled(tmp_path, capsys):
     empty = tmp_path / "empty.py"
     empty.write_text("print('hello')\n")

@@ -3,7 +3,7 @@
 Prints each optimizer's loss after 2000 steps, then saves two PNGs (matplotlib needed):
 optimizers_history.png (loss curves) and optimizers_fit.png (data vs the Adam model).
 
-    python examples/optimizers.py [output folder]
+    python examples/optimizers.py [output folder]   (default: outputs/, git-ignored)
 """
 
 import math
@@ -14,7 +14,7 @@ import numpy as np
 
 import graphc as gc
 
-out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+out = Path(sys.argv[1] if len(sys.argv) > 1 else "outputs")  # git-ignored
 out.mkdir(parents=True, exist_ok=True)
 
 x_data = np.linspace(-math.pi, math.pi, 2000)

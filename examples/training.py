@@ -2,6 +2,8 @@
 that resumes bit for bit, and the loss curve saved as a PNG.
 
     python examples/training.py [output folder]
+
+The checkpoint and the PNG go to the output folder, by default outputs/ (git-ignored).
 """
 
 import math
@@ -12,7 +14,7 @@ import numpy as np
 
 import graphc as gc
 
-out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+out = Path(sys.argv[1] if len(sys.argv) > 1 else "outputs")  # git-ignored
 out.mkdir(parents=True, exist_ok=True)
 
 x, y = gc.data("x"), gc.data("y")

@@ -431,17 +431,34 @@ print(json.dumps(out))
 """
 
 
-def warm_compile_times(cache: str, quick: bool, only: list[str], names: list[str]) -> dict[str, float]:
-    """Compile times in a fresh process whose cache already holds the generated code."""
+WARM_TIMEOUT = 900  # seconds for the warm-compile process
+
+
+def warm_compile_times(cache: str, quick: bool, only: list[str],
+                       names: list[str]) -> tuple[dict[str, float], str]:
+    """Compile times in a fresh process whose cache already holds the generated code, and
+    why there are none ("" when measured): the report says it instead of an empty column."""
     targets = [(name, name.split()[1]) for name in names if name.startswith("graphc ")]
     if not targets:
-        return {}
+        return {}, ""
     env = dict(os.environ, GRAPHC_CACHE_DIR=cache)
     code = _WARM.replace("QUICK", repr(quick)).replace("ONLY", repr(only)).replace("TARGETS", repr(targets))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             timeout=WARM_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return {}, f"the warm-compile process did not finish in {WARM_TIMEOUT} s"
     if out.returncode != 0:
-        return {}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        return {}, f"the warm-compile process failed (exit {out.returncode}): {_last_line(out.stderr)}"
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1]), ""
+    except (IndexError, ValueError):
+        return {}, f"the warm-compile process printed no timings: {_last_line(out.stdout + out.stderr)}"
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no output)"
 
 
 def machine() -> dict[str, Any]:
@@ -513,7 +530,8 @@ def run_suite(quick: bool = False, only: list[str] | None = None, competitors: l
                     bar.update()
             bar.set_description("warm compile (new process)")
             names = [c.name for c in comps]
-            times = warm_compile_times(cache, quick, [w.name for w in suite], names) if warm else {}
+            times, warm_note = (warm_compile_times(cache, quick, [w.name for w in suite], names)
+                                if warm else ({}, "skipped (--no-warm)"))
             bar.update()
         finally:
             if old is None:
@@ -525,7 +543,7 @@ def run_suite(quick: bool = False, only: list[str] | None = None, competitors: l
         row.warm_s = times.get(f"{row.workload}|{row.competitor}")
     report = {"machine": machine(), "quick": quick, "repeats": repeats, "rtol": RTOL,
               "workloads": [asdict(w) | {"label": w.label} for w in suite],
-              "skipped": skipped, "results": [asdict(r) for r in rows]}
+              "skipped": skipped, "results": [asdict(r) for r in rows], "warm_note": warm_note}
     report["summary"] = summary(report, suite, repeats)
     return report
 
@@ -613,6 +631,8 @@ def markdown(report: dict) -> str:
                      f"measured in the same run ({p['stream_GBps']:.1f} GB/s)")
     if report["skipped"]:
         lines.append(f"- not installed, skipped: {', '.join(report['skipped'])}")
+    if report.get("warm_note"):
+        lines.append(f"- compile (warm) not measured: {report['warm_note']}")
     return "\n".join(lines) + "\n"
 
 
@@ -677,6 +697,8 @@ def run_cli(args: argparse.Namespace) -> int:
     (out / "results.json").write_text(json.dumps(report, indent=1, default=float), encoding="utf-8")
     png = chart(report, Path(args.chart) if args.chart else out / "benchmarks.png")
     print(text)
+    if report.get("warm_note"):
+        print(f"graphc bench: compile (warm) not measured: {report['warm_note']}", file=sys.stderr)
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}" + (f", {png}" if png else ""))
     bad = [f"{r['workload']}: {r['competitor']}" for r in report["results"] if not r["ok"]]
     if bad:

@@ -231,6 +231,24 @@ def evaluate(compiled: Any, given: Mapping[str, Any]) -> Result:
     return Result(float(loss.copy_to_host()[0]), unpack(compiled.plan, host, [p.name for p in compiled.plan.wrt]))
 
 
+def forward(g: Any, given: Mapping[str, Any], shape_of: Callable[[Any, int | None], tuple]) -> list[np.ndarray]:
+    """A forward function's outputs (``forward.Forward`` on target 'cuda'): every pass kernel,
+    then the ``forward`` kernel; ``shape_of(node, n)`` is each output array's shape."""
+    cuda = require()
+    plan = g.plan
+    check_names(plan, given, g.inputs + g.params)
+    arrays, n = bind_device_data(cuda, plan, given, g.dtype)
+    theta = cuda.to_device(pack_params(plan, host_values(cuda, {k: given[k] for k in plan.layout}), g.dtype))
+    threads, names = _emitter_names(g)
+    blocks = blocks_for(cuda, n, threads)
+    ws = Workspace(cuda, plan, blocks)
+    results = [cuda.to_device(np.zeros(shape_of(node, n), dtype=g.dtype)) for node in plan.results]
+    for k in range(len(plan.loops)):
+        _launch(g, names[f"pass_{k}"], blocks, threads, *arrays, theta, ws.acc, ws.part, ws.nblocks, ws.stopped)
+    _launch(g, "forward", blocks, threads, *arrays, theta, ws.acc, *results)
+    return [r.copy_to_host() for r in results]
+
+
 # ---- training ----------------------------------------------------------------------------
 def trainer(compiled: Any, data: Mapping[str, Any]) -> tuple[Callable[..., int], int]:
     """A drop-in for the compiled cpu ``train`` (same arguments, same semantics) that runs on

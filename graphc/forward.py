@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import blocked, codegen, loader, notebook, schedule, targets, threads
+from . import blocked, codegen, cuda_runtime, loader, notebook, schedule, targets, threads
 from .errors import GraphcError, UnsupportedError
 from .graph import N, Graph, Node, format_shape
 from .runtime import bind_data, check_names, merge, pack_params
@@ -86,6 +86,10 @@ class Forward:
                  single: bool = True) -> None:
         self.plan, self.source, self.target, self.dtype, self.timings = plan, source, target, dtype, timings
         self.single = single
+        spec = targets.get(target)
+        spec.require()  # a clear TargetError before any numba.cuda error
+        self._device = spec.device
+        self._warm: set[Any] = set()  # the cuda runtime's compiled signatures
         with timings.stage("load"):
             self.module, cached = loader.load(source, "graphc_forward")
         timings["cache"] = "hit" if cached else "miss"
@@ -105,6 +109,10 @@ class Forward:
     def __call__(self, bindings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Prediction:
         given = merge(bindings, kwargs)
         plan = self.plan
+        if self._device:
+            results = cuda_runtime.forward(self, given, self._shape)
+            values = [float(r[0]) if not node.shape else r for node, r in zip(plan.results, results)]
+            return Prediction(values[0] if self.single else tuple(values))
         check_names(plan, given, self.inputs + self.params)
         arrays, n = bind_data(plan, given, self.dtype)
         theta = pack_params(plan, given, self.dtype)

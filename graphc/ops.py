@@ -393,9 +393,17 @@ def broadcast_shapes(op: str, nodes: Sequence[Node], target: tuple | None = None
         if len(big) > 1:
             names = [f"{n.label()} {format_shape(n.shape)}" for n in nodes]
             names += [format_shape(target)] if target is not None else []
-            raise ShapeError(f"{op}: cannot broadcast {' with '.join(names)}")
+            raise ShapeError(f"{op}: cannot broadcast {' with '.join(names)}{_data_hint(nodes, big)}")
         out.append(big.pop() if big else 1)
     return tuple(out)
+
+
+def _data_hint(nodes: Sequence[Node], dims: set) -> str:
+    """A numpy array as long as the samples, mixed into a graph, is a constant of fixed length."""
+    if N not in dims or not any(n.op == "const" and N not in n.shape for n in nodes):
+        return ""
+    return ("; a numpy array in an expression is a constant of fixed shape: declare per-sample "
+            "values with gc.data(\"name\") and pass the array when you call or fit")
 
 
 def _normalize_axes(node: Node, axis: Any, op: str) -> tuple[int, ...]:

@@ -34,8 +34,8 @@ class Target:
         a forward function's plan)."""
         path = dict(self.forward if forward else self.emitters).get(schedule)
         if path is None and forward:
-            raise TargetError(f"forward functions (gc.compile of an array, res.predict) do not run on target "
-                              f"{self.name!r} yet; use target='cpu' or 'parallel'")
+            raise TargetError(f"forward functions (gc.compile of an array, res.predict) of the {schedule} schedule "
+                              f"do not run on target {self.name!r} yet; use target='cpu' or 'parallel'")
         if path is None:
             raise TargetError(f"schedule={schedule!r} does not run on target {self.name!r} "
                               f"(it runs {' and '.join(self.schedules)}); use schedule='fused' there")
@@ -57,7 +57,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            forward=(("fused", "forward:ParallelForwardEmitter"), ("blocked", "forward:BlockedParallelForwardEmitter"))),
     Target("cuda", (("fused", "cuda:CudaEmitter"),),
            batches=False, device=True, threaded=False, summary="numba.cuda kernels, data resident on the GPU",
-           runtime="cuda_runtime"),
+           runtime="cuda_runtime", forward=(("fused", "forward:CudaForwardEmitter"),)),
 ]}
 
 

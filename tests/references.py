@@ -9,12 +9,13 @@ Y = np.sin(X)
 
 
 def sgd(grad_fn, params: dict, lr: float, steps: int, log_every: int = 100):
-    """p -= lr * grad, logging the loss before update t when t % log_every == log_every - 1."""
+    """p -= lr * grad, logging the loss before update t when t % log_every == log_every - 1,
+    and before the last update (as gc.fit does)."""
     p = {k: np.array(v, dtype=float) for k, v in params.items()}
     history = []
     for t in range(steps):
         loss, grads = grad_fn(p)
-        if t % log_every == log_every - 1:
+        if t % log_every == log_every - 1 or t == steps - 1:
             history.append((t, float(loss)))
         for k in p:
             p[k] = p[k] - lr * grads[k]

@@ -52,6 +52,21 @@ def test_markdown_table_reports_ratios_errors_and_failures():
     assert "1.10x (within the 1.3x target)" in text and "skipped: jax jit" in text
 
 
+def test_a_failed_warm_compile_says_why(tmp_path, monkeypatch):
+    """The warm column was left empty, silently, when its process failed (issue #19)."""
+    monkeypatch.setattr(bench, "_WARM", "import sys; sys.exit('boom: no graphc here')")
+    times, why = bench.warm_compile_times(str(tmp_path), True, ["tutorial"], ["graphc cpu"])
+    assert times == {} and why == "the warm-compile process failed (exit 1): boom: no graphc here"
+    monkeypatch.setattr(bench, "_WARM", "print('hello')")
+    assert bench.warm_compile_times(str(tmp_path), True, ["tutorial"], ["graphc cpu"]) == (
+        {}, "the warm-compile process printed no timings: hello")
+    assert bench.warm_compile_times(str(tmp_path), True, ["tutorial"], ["numpy (tutorial)"]) == ({}, "")
+    report = fake_report()
+    report["warm_note"] = why
+    text = bench.markdown(report)
+    assert "- compile (warm) not measured: the warm-compile process failed (exit 1): boom" in text
+
+
 def test_chart_is_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     path = bench.chart(fake_report(), tmp_path / "img" / "bench.png")

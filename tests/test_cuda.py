@@ -375,3 +375,22 @@ def test_kernels_lower_to_ptx_for_a_real_gpu(tmp_path):
     if proc.stdout.startswith("NO-TOOLKIT"):
         pytest.skip("no NVVM/NVRTC to compile with: " + proc.stdout.strip())
     assert "PTX-OK" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_forward_function_on_the_gpu_matches_numpy():
+    """gc.compile of arrays on target='cuda' (issue #19): a pass kernel for the sums, then the
+    forward kernel stores each sample's outputs; checked against numpy's formulas."""
+    X = gc.data("X", shape=(None, 3))
+    W, b = gc.param("W", (2, 3)), gc.param("b", (2,))
+    z = gc.tanh(X @ W.T + b)
+    rng = np.random.default_rng(0)
+    Xs, Ws, bs = rng.standard_normal((N, 3)), rng.standard_normal((2, 3)), rng.standard_normal(2)
+    centred, total, twice = gc.compile((z - gc.mean(z, axis=0), gc.sum(z), W * 2.0), target="cuda")(
+        X=Xs, W=Ws, b=bs).value
+    want = np.tanh(Xs @ Ws.T + bs)
+    np.testing.assert_allclose(centred, want - want.mean(axis=0), rtol=RTOL, atol=1e-14)
+    assert total == pytest.approx(want.sum(), rel=RTOL)
+    np.testing.assert_array_equal(twice, 2.0 * Ws)
+    x = gc.data("x")
+    out = gc.compile(gc.maximum(x, 0.0) * 2.0, target="cuda")(x=np.array([np.nan, -1.0, np.inf, 3.0])).value
+    np.testing.assert_array_equal(out, [np.nan, 0.0, np.inf, 6.0])

@@ -16,6 +16,7 @@ from ..schedule import ForwardPlan
 from . import mathlib
 from .blocked import SAMPLE_INDEX, BlockedMixin, Writer, _axes, _loop_names
 from .cpu import CpuEmitter
+from .cuda import HELPERS, CudaEmitter
 from .loops import Assign, Code, Element, Loop
 from .parallel import ParallelEmitter
 
@@ -138,3 +139,47 @@ class BlockedParallelForwardEmitter(BlockedForwardEmitter, ParallelForwardEmitte
 
     def helper_jit(self, nargs: int) -> str:
         return self.jit  # not inlined into the prange loop (as BlockedParallelEmitter)
+
+
+class CudaForwardEmitter(CudaEmitter):
+    """A forward function on the GPU: every pass over the samples is a pass kernel (the sums
+    go to acc, block partials combined in block order as for a loss); then the ``forward``
+    kernel, grid-stride over the samples, stores each sample's output elements, and thread 0
+    writes the outputs without a sample dim."""
+
+    plan: ForwardPlan
+
+    def module(self) -> str:
+        g, plan = self.g, self.plan
+        parts = [self.preamble(), HELPERS.format(**g).strip()]
+        parts += [self.loop_function(k, loop) for k, loop in enumerate(plan.loops)]
+        parts += [self.pass_kernel(k) for k in range(len(plan.loops))]
+        parts.append(self.forward())
+        parts.append(f"KERNELS = {dict(sorted(g.items()))!r}  # role -> name in this module (names avoid the user's)")
+        return self.assemble(parts, "\n\n\n")
+
+    def forward(self) -> str:
+        plan, store = self.plan, self.plan.stores
+        results = ", ".join(result_name(k) for k in range(len(plan.results)))
+        exprs = [e for _, e in store.invariants + store.body] + list(store.sums)
+        exprs += [e for _, e in plan.finish] + list(plan.outputs)
+        used = set().union(*(e.free_symbols for e in exprs))
+        lines = [
+            self.kernel,
+            f"def forward({self.data_args('theta', 'acc')}, {results}):",
+            '    """Each sample\'s outputs (grid-stride), then the outputs without a sample dim (one thread)."""',
+            self.n_line("    ") if plan.sample_data else "    n = 0",
+            *self.loads(used, "    "),
+            *self.assign(store.invariants, "    "),
+        ]
+        emit = ForwardEmitter.result_element
+        if store.sums:
+            lines.append(f"    for i in {self.sample_range}:")
+            lines += self.loads(used, "        ", sample="i")
+            lines += self.assign(store.body, "        ")
+            lines += [f"        {emit(self, k, idx, 'i')} = {self.expr(e)}" for (k, idx), e in zip(plan.store_targets, store.sums)]
+        if plan.fixed_targets:
+            lines.append("    if cuda.grid(1) == 0:")
+            lines += self.assign(plan.finish, "        ")
+            lines += [f"        {emit(self, k, idx, None)} = {self.expr(e)}" for (k, idx), e in zip(plan.fixed_targets, plan.outputs)]
+        return "\n".join(lines)

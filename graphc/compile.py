@@ -13,7 +13,7 @@ from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, 
 from .blocked import BlockPlan
 from .errors import GraphcError, UnsupportedError
 from .graph import Graph, Node, format_shape, resolve_wrt
-from .runtime import Result, bind_data, check_names, merge, pack_params, unpack
+from .runtime import Result, bind_data, check_names, dtype_name, merge, pack_params, unpack
 from . import schedule as schedule_
 from .schedule import Plan, fuse
 from .timings import Timings
@@ -29,6 +29,7 @@ def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", 
     as arrays, dense products; for wide layers) or "auto" (blocked when a per-sample
     contraction has a weight of blocked.WIDE or more elements; see docs/design.md).
     An array (or a tuple of expressions) compiles a forward function (graphc/forward.py)."""
+    dtype = dtype_name(dtype)  # np.float32 as "float32"
     if forward.is_forward(loss):
         if wrt is not None:
             raise GraphcError("wrt names what to differentiate a scalar loss by; a forward function "

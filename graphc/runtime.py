@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import BindingError, DTypeError, ShapeError
+from .errors import BindingError, DTypeError, ShapeError, TargetError
 from .graph import N, format_shape
 from .schedule import Plan
 
@@ -49,6 +49,20 @@ def check_names(plan: Plan, given: Mapping[str, Any], need: list[str], what: str
     missing = [n for n in need if n not in given]
     if missing:
         raise BindingError(f"missing {what}(s): {', '.join(map(repr, missing))}")
+
+
+def dtype_name(dtype: Any) -> str:
+    """"float64" or "float32" for a dtype given as that string, a numpy type (``np.float32``,
+    ``float``) or a ``np.dtype``: what ``compile`` and ``fit`` work with; else a TargetError."""
+    if isinstance(dtype, str) and dtype in ("float64", "float32"):
+        return dtype
+    try:
+        name = np.dtype(dtype).name if dtype is not None else None
+    except TypeError:
+        name = None
+    if name not in ("float64", "float32"):
+        raise TargetError(f"unknown dtype {dtype!r}; choose float64 or float32 (or np.float64, np.float32)")
+    return name
 
 
 def as_float_array(name: str, value: Any, dtype: str) -> np.ndarray:

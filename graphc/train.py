@@ -20,7 +20,7 @@ from .compile import Compiled, Timings, make_plan
 from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
 from .graph import N, Node
 from .optim import SGD
-from .runtime import bind_data, check_names, merge, pack_params, unpack
+from .runtime import bind_data, check_names, dtype_name, merge, pack_params, unpack
 
 LONG_RUN = 2e8  # steps * samples above which the automatic progress bar shows (about a second)
 
@@ -110,11 +110,12 @@ def fit(
 ) -> FitResult:
     """Train the parameters of ``loss`` with ``optimizer`` for ``steps`` steps.
 
-    ``history`` holds ``(t, loss_t)`` for each step t with ``t % log_every == log_every - 1``,
-    ``loss_t`` taken before update t; t counts from ``state["count"]`` when resuming. A NaN or
-    infinite loss stops training with a NonFiniteLoss error (``check_finite=False`` returns
-    the partial result instead). ``progress`` (tqdm bar; None = only for long runs in a
-    terminal), ``callback(step, loss, params)`` at each log (returning False stops) and
+    ``history`` holds ``(t, loss_t)`` for each step t with ``t % log_every == log_every - 1``
+    and for the last step, ``loss_t`` taken before update t; t counts from ``state["count"]``
+    when resuming. A NaN or infinite loss stops training with a NonFiniteLoss error
+    (``check_finite=False`` returns the partial result instead). ``progress`` (tqdm bar;
+    None = only for long runs in a terminal), ``callback(step, loss, params)`` at each log
+    (returning False stops) and
     ``tol`` (stop once a logged loss is <= tol) run the compiled loop in chunks.
     Dask arrays in ``data`` train where their chunks live (``client``: a dask.distributed
     Client; default: the current scheduler); see graphc.distributed.
@@ -127,6 +128,10 @@ def fit(
 
     ``schedule``: "auto", "fused" or "blocked", as in ``gc.compile``.
     """
+    if isinstance(optimizer, type):  # gc.Adam, not gc.Adam(lr=...): fails deep in codegen otherwise
+        raise GraphcError(f"fit: optimizer={optimizer.__name__} is a class; pass an instance: "
+                          f"optimizer=gc.{optimizer.__name__}(lr=...)")
+    dtype = dtype_name(dtype)  # np.float32 as "float32"
     optimizer = SGD(lr=1e-3) if optimizer is None else optimizer
     _check_batches(batch_size, shuffle, seed, epochs, steps, target, data)
     steps = 1000 if steps is None and epochs is None else steps
@@ -182,7 +187,7 @@ def fit(
             bar.close()
     result = loop.result(history, time.perf_counter() - start, stopped, dtype)
     if stopped == "nonfinite" and check_finite:
-        raise _nonfinite(loop, result)
+        raise _nonfinite(loop, result, data)
     return result
 
 
@@ -235,7 +240,9 @@ def _chunks(start: int, steps: int, log_every: int, size: int | None) -> Iterato
     """(first global step, length, log period) pieces covering ``steps`` steps from ``start``.
 
     A piece that starts off the log grid runs to the next logged step with period = its
-    length, so the compiled loop (which logs by local step) logs the right global steps.
+    length, so the compiled loop (which logs by local step) logs the right global steps;
+    a last piece that ends off the grid is one piece with period = its length, so the last
+    step is always logged (``res.loss`` is never None after a step).
     """
     t, end = start, start + steps
     while t < end:
@@ -245,6 +252,10 @@ def _chunks(start: int, steps: int, log_every: int, size: int | None) -> Iterato
         else:
             n, period = (size or end - t), log_every
         n = min(n, end - t)
+        if n < period:  # the run ends off the log grid: its last step is logged too
+            period = n
+        elif n % period:  # the logged steps first; the rest is the next (and last) piece
+            n -= n % period
         yield t, n, period
         t += n
 
@@ -311,15 +322,34 @@ def _check_args(steps: Any, log_every: Any, data: Any, init: Any, callback: Any,
         raise GraphcError(f"fit: tol must be a number, got {tol!r}")
 
 
-def _nonfinite(loop: _Loop, result: FitResult) -> NonFiniteLoss:
+def _nonfinite(loop: _Loop, result: FitResult, data: Mapping[str, Any]) -> NonFiniteLoss:
     params, at = loop.last_finite()
     result.params = params
+    why = _at_start(loop, data) if loop.count == loop.start_count else ""
     err = NonFiniteLoss(
-        f"the loss became non-finite at step {loop.count}; training stopped there. Last finite "
+        f"the loss became non-finite at step {loop.count}; training stopped there.{why} Last finite "
         f"parameters (those of step {at}): {_short(params)} (also in err.result)"
     )
     err.result = result
     return err
+
+
+def _at_start(loop: _Loop, data: Mapping[str, Any]) -> str:
+    """Why the loss is non-finite before any update: the values it started from, or the loss itself."""
+    bad = [f"data {k!r}" for k, v in data.items() if _not_finite(v)]
+    bad += [f"init {k!r}" for k, v in loop.params(loop.initial[0]).items() if _not_finite(v)]
+    if bad:
+        return f" It started from non-finite values: {', '.join(bad)} hold(s) NaN or inf."
+    return (" Data and initial values are finite, so the loss is non-finite at the start itself: log or "
+            "sqrt of a negative number, a division by 0, an overflow, or a class label outside 0 .. C-1 "
+            "(gc.nn.cross_entropy, nll_loss)?")
+
+
+def _not_finite(value: Any) -> bool:
+    if not isinstance(value, (np.ndarray, np.generic, list, tuple, float, int)):
+        return False  # a Dask array is not computed here
+    arr = np.asarray(value)
+    return arr.dtype.kind == "f" and not bool(np.all(np.isfinite(arr)))
 
 
 def _short(params: Mapping[str, Any]) -> str:

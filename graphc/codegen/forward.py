@@ -49,25 +49,34 @@ class ForwardEmitter(CpuEmitter):
             parts.append(sample if d is N else str(next(fixed)))
         return f"{result_name(k)}[{', '.join(parts)}]"
 
-    def forward(self) -> str:
+    def forward_head(self, visits: str = "") -> list[str]:
+        """The decorator, def and docstring of ``forward``, then n and the passes' calls."""
         plan = self.plan
         results = ", ".join(result_name(k) for k in range(len(plan.results)))
         head = [
             self.forward_jit,
             f"def forward({self.args + ', ' if self.args else ''}theta, acc, {results}):",
-            f'    """The outputs at theta, written into {results} (acc: scratch for the sums)."""',
+            f'    """The outputs at theta, written into {results}{visits} (acc: scratch for the sums)."""',
+            self.n_line("    ") if plan.sample_data else "    n = 0",
         ]
-        return self.function(head, self.forward_body)
+        for k in range(len(self.sizes)):
+            head += self.run_loop(k)
+        return head
+
+    def used(self) -> set:
+        """The symbols the stores and the fixed outputs read."""
+        plan, store = self.plan, self.plan.stores
+        exprs = [e for _, e in store.invariants + store.body] + list(store.sums)
+        exprs += [e for _, e in plan.finish] + list(plan.outputs)
+        return set().union(*(e.free_symbols for e in exprs))
+
+    def forward(self) -> str:
+        return self.function(self.forward_head(), self.forward_body)
 
     def forward_body(self) -> list[str]:
         plan, store = self.plan, self.plan.stores
-        lines = [self.n_line("    ") if plan.sample_data else "    n = 0"]
-        for k in range(len(self.sizes)):
-            lines += self.run_loop(k)
-        exprs = [e for _, e in store.invariants + store.body] + list(store.sums)
-        exprs += [e for _, e in plan.finish] + list(plan.outputs)
-        used = set().union(*(e.free_symbols for e in exprs))
-        lines += self.loads(used, "    ")
+        used = self.used()
+        lines = self.loads(used, "    ")
         if store.invariants:
             lines.append("    # loop-invariant terms")
             lines += self.assign(store.invariants, "    ")
@@ -102,15 +111,7 @@ class BlockedForwardEmitter(BlockedMixin, ForwardEmitter):
 
     def forward(self) -> str:
         plan = self.plan
-        results = ", ".join(result_name(k) for k in range(len(plan.results)))
-        head = [
-            self.forward_jit,
-            f"def forward({self.args + ', ' if self.args else ''}theta, acc, {results}):",
-            f'    """The outputs at theta, written into {results}, ROWS samples at a time (acc: scratch for the sums)."""',
-            self.n_line("    ") if plan.sample_data else "    n = 0",
-        ]
-        for k in range(len(self.sizes)):
-            head += self.run_loop(k)
+        head = self.forward_head(", ROWS samples at a time")
         w = Writer(self, len(self.sizes))  # after every pass: all sums are in acc
         stores: list = []
         fixed: list = []
@@ -161,9 +162,7 @@ class CudaForwardEmitter(CudaEmitter):
     def forward(self) -> str:
         plan, store = self.plan, self.plan.stores
         results = ", ".join(result_name(k) for k in range(len(plan.results)))
-        exprs = [e for _, e in store.invariants + store.body] + list(store.sums)
-        exprs += [e for _, e in plan.finish] + list(plan.outputs)
-        used = set().union(*(e.free_symbols for e in exprs))
+        used = ForwardEmitter.used(self)
         lines = [
             self.kernel,
             f"def forward({self.data_args('theta', 'acc')}, {results}):",

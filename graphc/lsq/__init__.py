@@ -33,7 +33,8 @@ def least_squares(residuals: Node, data: Mapping[str, Any], init: Mapping[str, A
                   sigma: Any = None, absolute_sigma: bool = False,
                   bounds: Mapping[str, tuple[Any, Any]] | None = None, loss: str = "linear",
                   f_scale: float = 1.0, xtol: float = 1e-8, ftol: float = 1e-8, gtol: float = 1e-8,
-                  max_steps: int | None = None, target: str = "cpu", dtype: str = "float64") -> LeastSquaresResult:
+                  max_steps: int | None = None, target: str = "cpu",
+                  dtype: str = "float64") -> LeastSquaresResult:
     """Minimize ``0.5 * sum(rho(f**2))`` over the parameters, ``f = residuals / sigma``.
 
     ``residuals``: an expression with one value per sample (shape (N,), or (N, k): all k*N
@@ -63,7 +64,7 @@ def least_squares(residuals: Node, data: Mapping[str, Any], init: Mapping[str, A
     grad, acc = np.zeros(plan.n_grads), np.zeros(plan.n_acc)
     compiled = solver.timings.get("numba", 0.0)
     run_start = time.perf_counter()
-    solver.run((*arrays, theta, grad, acc, state))
+    solver.run(arrays, theta, grad, acc, state)
     seconds = time.perf_counter() - run_start - (solver.timings.get("numba", 0.0) - compiled)
     fs, ints, vecs, mats, hist = state
     info = int(ints[levmar.STATUS])
@@ -91,7 +92,8 @@ def _check_options(loss: str, f_scale: float, xtol: float, ftol: float, gtol: fl
     for name, value in (("f_scale", f_scale), ("xtol", xtol), ("ftol", ftol), ("gtol", gtol)):
         if type(value) is float and 0 <= value < math.inf:  # the common case, quickly
             continue
-        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value < 0:
             raise GraphcError(f"least_squares: {name} must be a finite number >= 0, got {value!r}")
     if not f_scale > 0:
         raise GraphcError(f"least_squares: f_scale must be > 0, got {f_scale!r}")
@@ -140,7 +142,8 @@ def _bounds(solver: build.Solver, bounds: Mapping[str, tuple[Any, Any]] | None,
     kinds = np.zeros(n, dtype=np.int64)
     lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
     if not isinstance(bounds, Mapping):
-        raise GraphcError(f"least_squares: bounds must be a dict {{name: (lo, hi)}}, got {type(bounds).__name__}")
+        raise GraphcError(f"least_squares: bounds must be a dict {{name: (lo, hi)}}, "
+                          f"got {type(bounds).__name__}")
     offsets = solver.offsets
     for name, pair in bounds.items():
         if name not in offsets:
@@ -179,7 +182,7 @@ def _strictly_inside(x: float, lo: float, hi: float, rstep: float = 1e-10) -> fl
 
 
 def _bind(solver: build.Solver, data: Mapping[str, Any], sigma: Any, dtype: str) -> tuple[list, int]:
-    """The arrays ``train`` takes, in the plan's order, and the number of residuals."""
+    """The data arrays of the generated evaluate, in the plan's order, and the number of residuals."""
     if not isinstance(data, Mapping):
         raise BindingError(f"least_squares: data must be a dict {{name: array}}, got {type(data).__name__}")
     names = solver.data_names
@@ -191,7 +194,11 @@ def _bind(solver: build.Solver, data: Mapping[str, Any], sigma: Any, dtype: str)
         missing = [k for k in names if k not in data]
         raise BindingError(f"least_squares: data is missing input(s) {', '.join(map(repr, missing))}")
     fast = _fast_bind(solver, data)
-    arrays, n = fast or bind_data(SimpleNamespace(data=solver.user_data), data, dtype)
+    if fast:
+        arrays, n = fast
+    else:  # levmar.fit is compiled for C-ordered arrays (Solver.run): a broadcast view becomes an array
+        arrays, n = bind_data(SimpleNamespace(data=solver.user_data), data, dtype)
+        arrays = [np.ascontiguousarray(a) for a in arrays]
     if n is None:
         raise ShapeError("least_squares: no input has a sample dim")
     if fast and solver.sums.sigma is None and solver.residual_shape == (N,):  # plan.data is user_data
@@ -220,7 +227,8 @@ def _fast_bind(solver: build.Solver, data: Mapping[str, Any]) -> tuple[list, int
 
 def _sigma(sigma: Any, shape: tuple, dtype: str) -> np.ndarray:
     arr = as_float_array("sigma", sigma, dtype)
-    if arr.ndim == 2 and arr.shape[0] == arr.shape[1] == math.prod(shape) and len(shape) == 1 and shape[0] > 1:
+    m = math.prod(shape)
+    if arr.ndim == 2 and arr.shape[0] == arr.shape[1] == m and len(shape) == 1 and m > 1:
         raise GraphcError("least_squares: sigma is a covariance matrix; only 1-D sigma (one standard "
                           "deviation per residual) is supported")
     try:
@@ -230,7 +238,7 @@ def _sigma(sigma: Any, shape: tuple, dtype: str) -> np.ndarray:
                          f"shape {shape}") from None
     if not (np.isfinite(arr).all() and (arr > 0).all()):
         raise GraphcError("least_squares: sigma must be finite and > 0 everywhere")
-    return arr
+    return np.ascontiguousarray(arr)
 
 
 # ---- curve_fit -----------------------------------------------------------------------------

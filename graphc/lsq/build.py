@@ -8,8 +8,8 @@ expressions: the Jacobian's columns come from forward mode (``tangents.py``), an
 scheduler (``schedule.fuse``) then computes every one of them in one pass, as it computes a
 loss and its gradient: ``A`` rides along as the "gradient" of a stand-in parameter ``jtj``,
 as the exact Hessian of ``gc.Newton`` does (``optim.hessian_plan``). The target's emitter
-prints ``evaluate`` as for any loss, and ``train`` (below) runs the whole fit in compiled
-code: ``evaluate``, then ``levmar.step``, until ``step`` stops.
+prints ``evaluate`` as for any loss, and ``levmar.fit`` runs the whole fit in compiled code:
+``evaluate``, then ``levmar.step``, until ``step`` stops.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from .. import codegen, collector, loader, ops, schedule, targets, threads
 from ..compile import Timings
 from ..errors import GraphcError, ShapeError, TargetError
 from ..graph import Graph, N, Node, code_names, format_shape, spell
-from . import tangents
+from . import levmar, tangents
 
-MAX_PARAMS = 48  # scalar parameters; J^T J is unrolled into P(P+1)/2 sums (see docs/fitting.md)
+MAX_PARAMS = 32  # scalar parameters: J^T J is P(P+1)/2 unrolled sums; compile time grows (docs/fitting.md)
 LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
 EPS = float(np.finfo(float).eps)  # scipy's floor for a robust loss's Gauss-Newton weight
 
@@ -163,26 +163,6 @@ def _label_sums(plan: schedule.Plan, sums: Sums) -> None:
             accs[out].comment = label
 
 
-def driver(plan: schedule.Plan, n_params: int) -> str:
-    """``train``: the whole fit in compiled code. Its names are ones generated code reserves
-    (graph.RESERVED), so no data name can shadow them."""
-    args = ", ".join(spell(d.name) for d in plan.data)
-    call = f"evaluate({args + ', ' if args else ''}theta, grad, acc)"
-    return f'''from graphc.lsq.levmar import step  # noqa: E402  Levenberg-Marquardt (MINPACK's lmder), compiled once
-
-
-@numba.njit(**OPTS)
-def train({args + ', ' if args else ''}theta, grad, acc, state):
-    """Least squares for theta[0:{n_params}] by Levenberg-Marquardt. Each evaluation is one pass
-    over the samples: the cost, J^T f in grad[0:{n_params}], J^T J's upper triangle after it;
-    step (graphc/lsq/levmar.py) then moves theta, until it stops. Returns the last cost."""
-    loss = {call}
-    while step(loss, grad, theta, state):
-        loss = {call}
-    return loss
-'''
-
-
 @dataclass
 class Solver:
     """One compiled fit: the plan, the generated module and where things live in theta."""
@@ -198,7 +178,8 @@ class Solver:
     timings: Timings
     user_data: list[Node] = field(default_factory=list)
     residual_shape: tuple = ()
-    warm: set = field(default_factory=set)
+    entry: Any = None  # levmar.fit's compiled entry point, once compiled
+    callees: tuple = ()  # evaluate and levmar.step as Pointers
 
     @property
     def n(self) -> int:
@@ -234,16 +215,39 @@ class Solver:
     def path(self) -> str:
         return self.module.__file__
 
-    def run(self, args: tuple) -> float:
-        """module.train(*args); Numba compiles it (timed as 'numba') before its first run (a
-        later call with arrays of another layout compiles inside the call)."""
-        fn = self.module.train
-        if not self.warm:
+    def run(self, data: list, theta: np.ndarray, grad: np.ndarray, acc: np.ndarray, state: tuple) -> float:
+        """levmar.fit on this model: its loop with this module's evaluate and levmar.step as
+        first-class functions (``Pointer``). The first call compiles (timed as 'numba')
+        evaluate, and finds levmar.fit for these argument types in Numba's cache (it depends
+        on the data's layout, not on the model). The call goes to that compiled fit directly
+        (Numba's dispatch would compile another one, with both callees linked in); the arrays
+        are always C-ordered and of the solver's dtype (``_bind``), so one signature serves."""
+        args = (tuple(data), theta, grad, acc, state)
+        if self.entry is None:
             with self.timings.stage("numba"), collector.paused():
-                fn.compile(tuple(numba.typeof(a) for a in args))
-            self.warm.add(True)
+                types = tuple(numba.typeof(a) for a in args)
+                evaluate = Pointer(self.module.evaluate, (*types[0], *types[1:4]))
+                step = Pointer(levmar.step, (numba.float64, types[2], types[1], types[4]))
+                sig = types + (evaluate.type, step.type)
+                levmar.fit.compile(sig)
+                self.entry, self.callees = levmar.fit.overloads[sig].entry_point, (evaluate, step)
         with threads.guard(self.target):
-            return fn(*args)
+            return self.entry(*args, *self.callees)
+
+
+class Pointer:
+    """A compiled function as a first-class function argument: its address, found once
+    (numba's ``__wrapper_address__`` protocol; a dispatcher would be looked up on every call)."""
+
+    def __init__(self, dispatcher: Any, argtypes: tuple) -> None:
+        dispatcher.compile(argtypes)
+        compiled = dispatcher.overloads[argtypes]
+        self.type = numba.types.FunctionType(compiled.signature)
+        self.address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_cfunc_wrapper_name)
+        self.dispatcher = dispatcher  # keeps the compiled code alive
+
+    def __wrapper_address__(self) -> int:
+        return self.address
 
 
 _SOLVERS: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
@@ -252,7 +256,8 @@ _SOLVERS: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
 def solver(residuals: Node, loss: str, weighted: bool, target: str, dtype: str) -> Solver:
     """The compiled fit of ``residuals`` (memoised per residual node and options)."""
     if not isinstance(residuals, Node):
-        raise GraphcError(f"least_squares: residuals must be a graph expression, got {type(residuals).__name__}")
+        raise GraphcError(f"least_squares: residuals must be a graph expression, "
+                          f"got {type(residuals).__name__}")
     memo = _SOLVERS.setdefault(residuals, {})
     key = (loss, weighted, target, dtype)
     if key not in memo:
@@ -283,7 +288,7 @@ def _build(residuals: Node, loss: str, weighted: bool, target: str, dtype: str) 
                       "it stays at its initial value", stacklevel=4)
     plan = plan_for(sums, params, taken, timings)
     with timings.stage("codegen"):
-        source = codegen.emit(plan, target, dtype) + "\n\n" + driver(plan, len(sums.labels))
+        source = codegen.emit(plan, target, dtype)
     with timings.stage("load"):
         module, cached = loader.load(source, "lsq")
     timings["cache"] = "hit" if cached else "miss"

@@ -1,12 +1,13 @@
 """Levenberg-Marquardt as MINPACK's ``lmder`` runs it, on the normal equations, compiled once.
 
-The generated module of a fit (``graphc/lsq/build.py``) calls ``evaluate`` -- one fused pass
-over the samples giving the cost ``0.5 * sum(f**2)``, ``g = J^T f`` and the upper triangle of
-``A = J^T J`` -- and hands the result to ``step``, which decides where to evaluate next:
+A fit (``fit``, below) calls the model's generated ``evaluate`` (``graphc/lsq/build.py``) --
+one fused pass over the samples giving the cost ``0.5 * sum(f**2)``, ``g = J^T f`` and the
+upper triangle of ``A = J^T J`` -- and hands the result to ``step``, which decides where to
+evaluate next:
 
-    loss = evaluate(..., theta, grad, acc)
+    loss = evaluate(*data, theta, grad, acc)
     while step(loss, grad, theta, state):
-        loss = evaluate(..., theta, grad, acc)
+        loss = evaluate(*data, theta, grad, acc)
 
 ``step`` is MINPACK's algorithm with the same constants, tests and status codes (More,
 "The Levenberg-Marquardt algorithm: implementation and theory", 1978; lmder.f and lmpar.f),
@@ -391,6 +392,20 @@ def step(cost: float, grad: np.ndarray, theta: np.ndarray, state: tuple) -> bool
         return False
     propose(theta, fs, ints, vecs, mats)
     return True
+
+
+@numba.njit(**OPTS)
+def fit(data: tuple, theta: np.ndarray, grad: np.ndarray, acc: np.ndarray, state: tuple,
+        evaluate, step) -> float:
+    """The whole fit: ``evaluate`` (a model's generated function: one pass over ``data``
+    giving the cost, J^T f and J^T J in grad), then ``step``, until it stops; returns the last
+    cost. evaluate and step arrive as first-class functions (build.Pointer): the calls are
+    indirect, so this loop is compiled once per data layout, not per model, and Numba's
+    cache keeps it."""
+    loss = evaluate(*data, theta, grad, acc)
+    while step(loss, grad, theta, state):
+        loss = evaluate(*data, theta, grad, acc)
+    return loss
 
 
 def new_state(x0: np.ndarray, kinds: np.ndarray, lo: np.ndarray, hi: np.ndarray, ftol: float,

@@ -115,8 +115,8 @@ def fit(
     when resuming. A NaN or infinite loss stops training with a NonFiniteLoss error
     (``check_finite=False`` returns the partial result instead). ``progress`` (tqdm bar;
     None = only for long runs in a terminal), ``callback(step, loss, params)`` at each log
-    (returning False stops) and
-    ``tol`` (stop once a logged loss is <= tol) run the compiled loop in chunks.
+    (returning False stops) and ``tol`` (stop once a logged loss is <= tol) run the compiled
+    loop in chunks.
     Dask arrays in ``data`` train where their chunks live (``client``: a dask.distributed
     Client; default: the current scheduler); see graphc.distributed.
 

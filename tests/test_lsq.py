@@ -7,9 +7,6 @@ scipy gives scipy the exact Jacobian, written by hand in numpy."""
 
 from __future__ import annotations
 
-import math
-import warnings
-
 import numpy as np
 import pytest
 import scipy.optimize as so

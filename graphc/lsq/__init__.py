@@ -69,8 +69,8 @@ def least_squares(residuals: Node, data: Mapping[str, Any], init: Mapping[str, A
     fs, ints, vecs, mats, hist = state
     info = int(ints[levmar.STATUS])
     if info == levmar.NOT_FINITE:
-        raise NonFiniteLoss(f"least_squares: the cost at the initial point is {hist[0, 0]}; "
-                            "the residuals must be finite where the fit starts")
+        raise NonFiniteLoss(f"least_squares: the cost at the initial point is {hist[0, 0]}; the residuals "
+                            "must be finite where the fit starts (check init, and the data for NaN or inf)")
     x = theta[:solver.n].astype(np.float64)  # the solution, as step left it
     grad, jtj = vecs[levmar.GX], mats[levmar.AX]
     if order is not None:  # init's order differs from the solver's

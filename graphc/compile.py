@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 import warnings
 import weakref
@@ -13,7 +15,7 @@ from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, 
 from .blocked import BlockPlan
 from .errors import GraphcError, UnsupportedError
 from .graph import Graph, Node, format_shape, resolve_wrt
-from .runtime import Result, bind_data, check_names, dtype_name, merge, pack_params, unpack
+from .runtime import Binder, Result, check_names, dtype_name, merge
 from . import schedule as schedule_
 from .schedule import Plan, fuse
 from .timings import Timings
@@ -35,6 +37,10 @@ def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", 
             raise GraphcError("wrt names what to differentiate a scalar loss by; a forward function "
                               "(gc.compile of an array or a tuple) has no gradients")
         return forward.compile_forward(loss, target, dtype)
+    key = ("evaluate", wrt_key(wrt), target, dtype, schedule)
+    hit = memo_get(loss, key)  # compiled already in this process: nothing is read or built
+    if hit is not None:
+        return hit
     timings = Timings()
 
     def build() -> tuple[Plan | BlockPlan, str]:
@@ -46,7 +52,54 @@ def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", 
     # or both from the plan cache (a second process skips SymPy); every argument is in its key
     plan, source = plancache.get(build, loss, wrt, timings, kind="evaluate", target=target, dtype=dtype,
                                  schedule=schedule)
-    return Compiled(plan, source, target, dtype, timings)          # loaded (and cached) by loader
+    return memo_put(loss, key, Compiled(plan, source, target, dtype, timings))  # loaded (and cached) by loader
+
+
+# ---- the warm path (issue #18): what this process compiled, by graph identity ------------
+MEMO = True  # False: every compile goes through the plan cache and the loader (their tests)
+_MEMO: "weakref.WeakKeyDictionary[Node, dict[tuple, Compiled]]" = weakref.WeakKeyDictionary()
+
+
+def wrt_key(wrt: Any) -> Any:
+    """``wrt`` as a memo key: the nodes themselves (hashed and compared by identity)."""
+    return tuple(wrt) if isinstance(wrt, (list, tuple)) else wrt
+
+
+def memo_get(loss: Node, key: tuple) -> "Compiled | None":
+    """A copy of the Compiled made for ``(loss, key)`` in this process, or None.
+
+    A node is immutable, so the same loss object is the same graph; ``key`` holds every other
+    argument that shapes the plan or the source, and the environment that decides where the
+    caches are (and loader.generation, which clear_cache and drop advance). An entry is used
+    only while its module is still the one imported under its name."""
+    if not MEMO:
+        return None
+    try:
+        entry = _MEMO.get(loss, {}).get(key + _environment())
+    except TypeError:  # an unhashable argument (or loss): the build path raises the user's error
+        return None
+    if entry is None or sys.modules.get(entry.module.__name__) is not entry.module:
+        return None
+    return entry.copy()
+
+
+def memo_put(loss: Node, key: tuple, compiled: "Compiled") -> "Compiled":
+    if MEMO:
+        try:
+            _MEMO.setdefault(loss, {})[key + _environment()] = compiled.copy()
+        except TypeError:
+            pass
+    return compiled
+
+
+def forget() -> None:
+    """Empty this process's memo (the next compile of each graph reads the caches again)."""
+    _MEMO.clear()
+
+
+def _environment() -> tuple:
+    env = os.environ.get
+    return env("GRAPHC_CACHE_DIR"), env("XDG_CACHE_HOME"), env("GRAPHC_PLAN_CACHE"), loader.generation
 
 
 def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule: str = "auto",
@@ -117,11 +170,22 @@ class Compiled:
 
     def __init__(self, plan: Plan, source: str, target: str, dtype: str, timings: Timings, stem: str = "graphc") -> None:
         self.plan, self.source, self.target, self.dtype, self.timings = plan, source, target, dtype, timings
-        targets.get(target).require()  # a clear TargetError before any numba.cuda error
+        spec = targets.get(target)
+        spec.require()  # a clear TargetError before any numba.cuda error
         with timings.stage("load"):
             self.module, cached = loader.load(source, stem)
         timings["cache"] = "hit" if cached else "miss"
-        self._warm: set[Any] = set()
+        self.binder = Binder(plan, dtype)  # argument checks and conversions, precomputed
+        self._device, self._threaded = spec.device, spec.threaded
+        self._warm: set[Any] = set()  # the cuda runtime's compiled signatures
+
+    def copy(self) -> "Compiled":
+        """This compiled function with timings of its own (``plan``: 'memo'): what a warm
+        compile returns. Module, plan and binder are shared."""
+        new = object.__new__(Compiled)
+        new.__dict__.update(self.__dict__)
+        new.timings = Timings(plan="memo", cache="hit")
+        return new
 
     @property
     def path(self) -> str:
@@ -178,31 +242,48 @@ class Compiled:
     def bind(self, bindings: Mapping[str, Any] | None = None, **kwargs: Any) -> tuple[list[np.ndarray], np.ndarray]:
         given = merge(bindings, kwargs)
         check_names(self.plan, given, self.inputs + self.params)
-        arrays, _ = bind_data(self.plan, given, self.dtype)
-        return arrays, pack_params(self.plan, given, self.dtype)
+        arrays, _ = self.binder.data(given)
+        return arrays, self.binder.theta(given)
 
     def __call__(self, bindings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Result:
-        given = merge(bindings, kwargs)
-        if targets.get(self.target).device:
+        given = merge(bindings, kwargs) if bindings else kwargs
+        bound = None if self._device else self.binder.fast(given)
+        if bound is None:
+            return self._call(given)
+        arrays, theta = bound
+        grad, acc = self.binder.scratch()
+        loss = self.run(self.module.evaluate, *arrays, theta, grad, acc)
+        return Result(float(loss), self.binder.grads(grad))
+
+    def _call(self, given: dict[str, Any]) -> Result:
+        """Any bindings: device targets, Dask arrays, values to check or convert."""
+        if self._device:
             return cuda_runtime.evaluate(self, given)
         if distributed.uses_dask(given):  # the data stays where its chunks live
             check_names(self.plan, given, self.inputs + self.params)
             return distributed.evaluate(self, given)
         arrays, theta = self.bind(given)
-        grad = np.zeros(self.plan.n_grads)
-        acc = np.zeros(self.plan.n_acc)
+        grad, acc = self.binder.scratch()
         loss = self.run(self.module.evaluate, *arrays, theta, grad, acc)
-        return Result(float(loss), unpack(self.plan, grad, [p.name for p in self.plan.wrt]))
+        return Result(float(loss), self.binder.grads(grad))
 
     def run(self, fn: Any, *args: Any) -> Any:
-        """Call a generated function; the first call per signature is timed as 'numba'."""
-        key = (fn.__name__, tuple(getattr(a, "dtype", type(a)) for a in args))
-        with threads.guard(self.target):  # serializes parallel calls on Numba's workqueue layer
-            if key in self._warm:
-                return fn(*args)
+        """Call a generated function; a call in which Numba compiles (or loads) a signature is
+        timed as 'numba', and the first one runs with the garbage collector paused."""
+        if self._threaded:
+            with threads.guard(self.target):  # serializes parallel calls on Numba's workqueue layer
+                return self._run(fn, args)
+        return self._run(fn, args)
+
+    def _run(self, fn: Any, args: tuple) -> Any:
+        seen = len(fn.overloads)
+        if not seen:
             with self.timings.stage("numba"), collector.paused():
-                out = fn(*args)
-        self._warm.add(key)
+                return fn(*args)
+        start = time.perf_counter()
+        out = fn(*args)
+        if len(fn.overloads) != seen:  # a new signature (dtype, layout, read-only ...) compiled
+            self.timings["numba"] = self.timings.get("numba", 0.0) + time.perf_counter() - start
         return out
 
     def __repr__(self) -> str:

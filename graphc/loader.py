@@ -44,6 +44,7 @@ def module_path(source: str, stem: str = "graphc") -> Path:
 
 
 _LOCK = threading.RLock()  # a module is in sys.modules before it has finished executing
+generation = 0  # advanced by drop and clear_cache: compile's in-process memo keys on it
 
 
 def load(source: str, stem: str = "graphc") -> tuple[ModuleType, bool]:
@@ -145,9 +146,11 @@ def _drop_numba_cache(path: Path) -> None:
 
 def drop(source: str, stem: str = "graphc") -> None:
     """Forget one module's compiled code (used when Numba's cache entry is unreadable)."""
+    global generation
     path = module_path(source, stem)
     sys.modules.pop("graphc_generated_" + path.stem, None)
     _drop_numba_cache(path)
+    generation += 1
 
 
 def cache_info() -> dict:
@@ -160,6 +163,8 @@ def cache_info() -> dict:
 
 def clear_cache() -> int:
     """Delete every cached module, its machine code and the cached plans; returns how many files went."""
+    global generation
+    generation += 1
     info = cache_info()
     root = cache_dir()
     if root.is_dir():

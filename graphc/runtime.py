@@ -11,7 +11,8 @@ import numpy as np
 
 from .errors import BindingError, DTypeError, ShapeError, TargetError
 from .graph import N, format_shape
-from .schedule import Plan
+
+Plan = Any  # schedule.Plan or blocked.BlockPlan: the runtime reads only their Layout fields
 
 
 @dataclass(frozen=True)
@@ -138,3 +139,99 @@ def unpack(plan: Plan, flat: np.ndarray, names: list[str]) -> dict[str, Any]:
         chunk = flat[off : off + math.prod(shape)]
         out[name] = float(chunk[0]) if not shape else np.array(chunk).reshape(shape)
     return out
+
+
+_PLAIN = (float, int, np.ndarray, np.float64, np.float32)  # parameter values that are never Dask arrays
+
+
+class Binder:
+    """The checks and conversions above, precomputed for one plan and dtype (issue #18).
+
+    ``fast``, ``data``, ``theta``, ``grads`` and ``params`` take a fast path for what calls
+    usually bind (C-ordered arrays of the compiled dtype, Python floats for scalar
+    parameters) and otherwise return what the general functions above return, errors
+    included: a fast path never accepts a value they would convert or refuse.
+    """
+
+    def __init__(self, plan: Plan, dtype: str) -> None:
+        self.plan, self.dtype, self.np_dtype = plan, dtype, np.dtype(dtype)
+        self.inputs = [d.name for d in plan.data]
+        self.input_names, self.param_names = frozenset(self.inputs), frozenset(plan.layout)
+        self.names = self.input_names | self.param_names
+        # per data input: name, ndim, (axis, size) of each fixed dim, the sample axes
+        self.dims = [(d.name, d.ndim, [(k, s) for k, s in enumerate(d.shape) if s is not N],
+                      [k for k, s in enumerate(d.shape) if s is N]) for d in plan.data]
+        # every parameter a scalar, theta[k] the k-th: theta is the list of their values
+        self.all_scalar = all(plan.layout[name] == (k, ()) for k, name in enumerate(plan.layout))
+        self.scalars = list(plan.layout) if self.all_scalar else []
+        self.wrt = [p.name for p in plan.wrt]
+        self.n_grads, self.n_acc = plan.n_grads, plan.n_acc
+        self.wrt_scalar = self.all_scalar and self.wrt == list(plan.layout)[: len(self.wrt)]
+
+    def fast(self, given: Mapping[str, Any]) -> tuple[list[np.ndarray], np.ndarray] | None:
+        """(data arrays, theta) when ``given`` names every input and parameter and nothing
+        else, with values the fast paths take as they are; None sends the caller to the
+        general checks (and their errors), Dask arrays included."""
+        if given.keys() != self.names:
+            return None
+        bound = self._fast_data(given)
+        if bound is None:
+            return None
+        theta = self._fast_theta(given)
+        return None if theta is None else (bound[0], theta)
+
+    def data(self, given: Mapping[str, Any]) -> tuple[list[np.ndarray], int | None]:
+        """``bind_data(plan, given, dtype)``."""
+        bound = self._fast_data(given)
+        return bind_data(self.plan, given, self.dtype) if bound is None else bound
+
+    def theta(self, given: Mapping[str, Any]) -> np.ndarray:
+        """``pack_params(plan, given, dtype)``."""
+        theta = self._fast_theta(given)
+        return pack_params(self.plan, given, self.dtype) if theta is None else theta
+
+    def scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        """Zeroed ``grad`` and ``acc`` for one call of a generated function."""
+        return np.zeros(self.n_grads), np.zeros(self.n_acc)
+
+    def _fast_data(self, given: Mapping[str, Any]) -> tuple[list[np.ndarray], int | None] | None:
+        arrays, n = [], None
+        want = self.np_dtype
+        for name, ndim, fixed, sample in self.dims:
+            arr = given[name]
+            if not (type(arr) is np.ndarray and arr.dtype == want and arr.ndim == ndim
+                    and arr.flags.c_contiguous):
+                return None
+            shape = arr.shape
+            for k, size in fixed:
+                if shape[k] != size:
+                    return None
+            for k in sample:
+                if n is None:
+                    n = shape[k]
+                elif shape[k] != n:
+                    return None
+            arrays.append(arr)
+        return None if n == 0 else (arrays, n)
+
+    def _fast_theta(self, given: Mapping[str, Any]) -> np.ndarray | None:
+        if self.all_scalar:
+            values = [given[name] for name in self.scalars]
+            if all(type(v) is float for v in values):
+                return np.array(values, dtype=self.np_dtype)
+            return None
+        if all(type(given[name]) in _PLAIN for name in self.plan.layout):
+            return pack_params(self.plan, given, self.dtype)
+        return None
+
+    def grads(self, flat: np.ndarray) -> dict[str, Any]:
+        """``unpack(plan, flat, [p.name for p in plan.wrt])``."""
+        if self.wrt_scalar:
+            return dict(zip(self.wrt, flat[: len(self.wrt)].tolist()))
+        return unpack(self.plan, flat, self.wrt)
+
+    def params(self, theta: np.ndarray) -> dict[str, Any]:
+        """``unpack(plan, theta, list(plan.layout))``."""
+        if self.all_scalar:
+            return dict(zip(self.plan.layout, theta.tolist()))
+        return unpack(self.plan, theta, list(self.plan.layout))

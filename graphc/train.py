@@ -5,22 +5,24 @@ numbers bit for bit because the chunks carry the optimizer state and step count 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import sys
 import time
+from collections.abc import Mapping  # not typing's: isinstance checks against it are slower
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from . import codegen, cuda_runtime, distributed, forward, notebook, plancache, targets
 from .checkpoint import read, save
-from .compile import Compiled, Timings, make_plan
+from .compile import Compiled, Timings, make_plan, memo_get, memo_put, wrt_key
 from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
 from .graph import N, Node
-from .optim import SGD
-from .runtime import bind_data, check_names, dtype_name, merge, pack_params, unpack
+from .optim import OPTIMIZERS, SCHEDULES, SGD
+from .runtime import check_names, dtype_name, merge
 
 LONG_RUN = 2e8  # steps * samples above which the automatic progress bar shows (about a second)
 
@@ -141,15 +143,16 @@ def fit(
                          schedule=schedule)
     if batch_size is not None and not dask:  # export() gives the exported fit these defaults
         compiled.batching = {"batch_size": int(batch_size), "shuffle": bool(shuffle), "seed": int(seed)}
-    plan = compiled.plan
-    check_names(plan, {**data, **init}, [])
-    _check_split(plan, data, init)
+    plan, binder = compiled.plan, compiled.binder
+    if not (data.keys() == binder.input_names and init.keys() == binder.param_names):
+        check_names(plan, {**data, **init}, [])
+        _check_split(plan, data, init)
     if batch_size is not None and dask:  # a batch is a seeded group of whole chunks
         batching = (int(batch_size), bool(shuffle), int(seed))
         train, n_samples, per_epoch = distributed.trainer(compiled, data, client, batching)
         steps = epochs * per_epoch if epochs is not None else steps
     elif batch_size is not None:  # each step gathers its batch inside the compiled loop
-        arrays, n_samples = bind_data(plan, data, dtype)
+        arrays, n_samples = binder.data(data)
         _check_sample_axes(plan)
         train = functools.partial(_batched, compiled, tuple(arrays), (int(batch_size), bool(shuffle), int(seed)))
         steps = epochs * -(-n_samples // batch_size) if epochs is not None else steps
@@ -159,12 +162,12 @@ def fit(
     elif dask:  # the chunks stay where they live; the loop runs here
         train, n_samples, _ = distributed.trainer(compiled, data, client)
     else:
-        arrays, n_samples = bind_data(plan, data, dtype)
+        arrays, n_samples = binder.data(data)
         train = functools.partial(_unbatched, compiled, tuple(arrays))
     if steps is None:  # epochs without batches: one step per epoch
         steps = epochs
-    slots, count = _initial_state(optimizer, plan.n_grads, state)
-    loop = _Loop(compiled, train, pack_params(plan, init, dtype), optimizer, slots, count)
+    slots, count = _initial_state(optimizer, binder.n_grads, state)
+    loop = _Loop(compiled, train, binder.theta(init), optimizer, slots, count)
     bar = _progress_bar(progress, steps, (n_samples or 1) * steps)
     stepping = bar is not None or callback is not None or tol is not None
     every_log = callback is not None or tol is not None
@@ -216,8 +219,7 @@ class _Loop:
         return done, [(t0 + k * period + period - 1, float(v)) for k, v in enumerate(history[:kept])]
 
     def params(self, theta: np.ndarray | None = None) -> dict[str, Any]:
-        plan = self.compiled.plan
-        return unpack(plan, self.theta if theta is None else theta, list(plan.layout))
+        return self.compiled.binder.params(self.theta if theta is None else theta)
 
     def result(self, history: list, seconds: float, stopped: str | None, dtype: str) -> FitResult:
         state = {"count": self.count, **{s: self.slots[j].copy() for j, s in enumerate(self.optimizer.slots)}}
@@ -373,7 +375,7 @@ def _check_split(plan: Any, data: Mapping[str, Any], init: Mapping[str, Any]) ->
 def _scratch(compiled: Compiled) -> tuple[np.ndarray, np.ndarray]:
     """grad and acc for a generated training loop (made here: inside, np.zeros would make
     Numba compile NumPy's allocation code too)."""
-    return np.zeros(compiled.plan.n_grads), np.zeros(compiled.plan.n_acc)
+    return compiled.binder.scratch()
 
 
 def _unbatched(compiled: Compiled, arrays: tuple, *args: Any) -> int:
@@ -415,8 +417,19 @@ def _check_sample_axes(plan: Any) -> None:
 
 def _compiled(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, optimizer: Any,
               batches: bool = False, schedule: str = "auto") -> Compiled:
-    if not all(hasattr(optimizer, a) for a in ("hyper", "slots", "formula")):
+    if _OWN.get(type(optimizer).__name__) is not type(optimizer) and not all(
+            hasattr(optimizer, a) for a in ("hyper", "slots", "formula")):
         raise GraphcError(f"optimizer must be a graphc optimizer such as gc.SGD(lr=...), got {optimizer!r}")
+    key = ("train", wrt_key(wrt), target, dtype, schedule, optimizer_key(optimizer), batches)
+    compiled = memo_get(loss, key)  # trained in this process already: nothing is read or built
+    if compiled is None:
+        compiled = memo_put(loss, key, _build(loss, wrt, target, dtype, optimizer, batches, schedule))
+    compiled.optimizer = optimizer  # export() writes the training loop with it
+    return compiled
+
+
+def _build(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, optimizer: Any,
+           batches: bool, schedule: str) -> Compiled:
     timings = Timings()
     second_order = getattr(optimizer, "second_order", False)  # make_plan adds the Hessian (fused only)
 
@@ -429,9 +442,38 @@ def _compiled(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, o
     plan, source = plancache.get(build, loss, wrt, timings, warn_zero_grads=not second_order, kind="train",
                                  target=target, dtype=dtype, optimizer=optimizer, batches=batches,
                                  schedule=schedule)
-    compiled = Compiled(plan, source, target, dtype, timings, stem="graphc_fit")
-    compiled.optimizer = optimizer  # export() writes the training loop with it
-    return compiled
+    return Compiled(plan, source, target, dtype, timings, stem="graphc_fit")
+
+
+_OWN = {**OPTIMIZERS, **SCHEDULES}  # graphc's optimizers and schedules, by name
+
+
+def optimizer_key(opt: Any) -> Any:
+    """What of ``opt`` shapes the generated training loop, without SymPy (the plan cache keys
+    on ``opt.structure()``, its update's expressions). graphc's own optimizers and schedules
+    branch only on whether a number is zero and on their flags, so for them it is the type
+    and the fields with each number replaced by ``number != 0`` (so a new learning rate is
+    the same loop; tests/test_latency.py checks every class). Any other optimizer is its own
+    key: equal optimizers, equal loops."""
+    cls = type(opt)
+    if _OWN.get(cls.__name__) is not cls:
+        return cls, opt
+    return cls, tuple(_field_key(getattr(opt, f)) for f in _field_names(cls))
+
+
+@functools.lru_cache(maxsize=None)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _field_key(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value != 0
+    if isinstance(value, tuple):
+        return tuple(_field_key(v) for v in value)
+    return optimizer_key(value)  # a schedule
 
 
 __all__ = ["fit", "FitResult"]

@@ -30,6 +30,8 @@ XS = np.linspace(-1.0, 1.0, 101)
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("GRAPHC_PLAN_CACHE", raising=False)
+    # these tests read the plan cache in this process: no in-process memo in front of it
+    monkeypatch.setattr(sys.modules["graphc.compile"], "MEMO", False)
     return tmp_path
 
 

@@ -790,19 +790,27 @@ def fit(*, {data_signature}init, steps, log_every=100, batch_size={batch_size}, 
     theta = pack(given)
     hyper = np.array(list(HYPER.values()), dtype=np.float64)
     state = np.zeros((SLOTS, N_GRADS))
-    history = np.zeros(steps // log_every)
     scratch = np.zeros(N_GRADS), np.zeros(N_ACC)
-    if batch_size is None:
-        if shuffle:
-            raise ValueError("shuffle needs batch_size")
-        done = train(data, theta, hyper, state, 0, steps, log_every, history, *scratch)
-    elif not BATCHES:
+    if batch_size is None and shuffle:
+        raise ValueError("shuffle needs batch_size")
+    if batch_size is not None and not BATCHES:
         raise ValueError("this file has no mini-batch loop: export the function of a fit with batch_size")
-    else:
-        done = train_batches(data, theta, hyper, state, 0, steps, log_every, history, batch_size, shuffle, seed,
-                             *scratch)
-    kept = len(history) if done >= steps else (done + 1) // log_every
-    logged = [(k * log_every + log_every - 1, float(v)) for k, v in enumerate(history[:kept])]
+
+    def run(count, n, period):
+        history = np.zeros(n // period)
+        if batch_size is None:
+            done = train(data, theta, hyper, state, count, n, period, history, *scratch)
+        else:
+            done = train_batches(data, theta, hyper, state, count, n, period, history, batch_size, shuffle, seed,
+                                 *scratch)
+        kept = len(history) if done >= n else (done + 1) // period
+        return done, [(count + k * period + period - 1, float(v)) for k, v in enumerate(history[:kept])]
+
+    on_grid = steps - steps % log_every  # then the last step is logged too, as gc.fit logs it
+    done, logged = run(0, on_grid, log_every) if on_grid else (0, [])
+    if done == on_grid and steps > on_grid:
+        _, last = run(on_grid, steps - on_grid, steps - on_grid)
+        logged += last
     return unpack(theta, list(PARAMS)), logged
 '''
 

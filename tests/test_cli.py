@@ -131,7 +131,7 @@ def test_show_prints_what_it_can_and_one_line_for_the_rest(wide_script, capsys, 
     def refuse(self, node, idx):
         raise gc.UnsupportedError("no einsum today")
 
-    monkeypatch.setattr(explain.Indexing, "_einsum", refuse)
+    monkeypatch.setitem(explain.INDEX_RULES, "einsum", refuse)
     assert cli.main(["show", "--no-source", "--gradients", "--latex", "--stats", wide_script]) == 0
     out, err = capsys.readouterr()
     assert "d(loss)/d(s) = 2*s" in out  # its gradient has no contraction

@@ -94,8 +94,13 @@ def test_printing_reads_like_the_math():
 
 
 def test_loss_must_be_scalar():
+    """A training loss must be a scalar; gc.compile of an array is a forward function instead."""
+    e = gc.data("x") * gc.param("a")
     with pytest.raises(gc.GraphcError, match="scalar"):
-        gc.compile(gc.data("x") * gc.param("a"))
+        gc.fit(e, data={"x": np.ones(3)}, init={"a": 1.0}, steps=1)
+    with pytest.raises(gc.GraphcError, match="no gradients"):
+        gc.compile(e, wrt=[e.inputs[1]])
+    assert isinstance(gc.compile(e), gc.Forward)
 
 
 def test_user_inputs_are_not_mutated_by_constants():

@@ -31,14 +31,19 @@ def _finish(plt: Any, fig: Any, ax: Any, path: Any) -> Any:
 
 
 def plot_history(result: Any, path: Any = None, ax: Any = None) -> Any:
-    """The logged loss against the step, log scale; saved to ``path`` if given. Returns the Axes."""
+    """The logged loss against the step (and the validation loss, if the fit had val_data),
+    log scale; saved to ``path`` if given. Returns the Axes."""
     if not result.history:
         raise GraphcError("plot_history: the run logged no losses (steps < log_every?)")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4)) if ax is None else (ax.figure, ax)
     steps, losses = zip(*result.history)
-    ax.plot(steps, losses, marker=".")
-    if all(v > 0 for v in losses):
+    ax.plot(steps, losses, marker=".", label="training")
+    val = getattr(result, "val_history", None) or []  # fit(val_data=...): the held-out loss too
+    if val:
+        ax.plot(*zip(*val), marker=".", label="validation")
+        ax.legend()
+    if all(v > 0 for v in losses) and all(v > 0 for _, v in val):
         ax.set_yscale("log")
     ax.set(xlabel="step", ylabel="loss", title=f"{type(result.optimizer).__name__}: loss")
     return _finish(plt, fig, ax, path)

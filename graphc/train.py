@@ -23,6 +23,7 @@ from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
 from .graph import N, Node
 from .optim import OPTIMIZERS, SCHEDULES, SGD
 from .runtime import check_names, dtype_name, merge
+from .validation import Validator
 
 LONG_RUN = 2e8  # steps * samples above which the automatic progress bar shows (about a second)
 
@@ -46,6 +47,7 @@ class FitResult:
     compiled: Compiled | None = field(repr=False, default=None)
     dtype: str = "float64"
     stopped: str | None = None
+    val_history: list[tuple[int, float]] = field(default_factory=list)  # fit(val_data=...): (t, loss)
 
     @property
     def loss(self) -> float | None:
@@ -109,6 +111,9 @@ def fit(
     seed: int = 0,
     epochs: int | None = None,
     schedule: str = "auto",
+    val_data: Mapping[str, Any] | None = None,
+    patience: int | None = None,
+    restore_best: bool = False,
 ) -> FitResult:
     """Train the parameters of ``loss`` with ``optimizer`` for ``steps`` steps.
 
@@ -127,6 +132,12 @@ def fit(
     ``shuffle=True`` draws a permutation per epoch from (``seed``, epoch). ``epochs=E``
     runs E * nb steps instead of ``steps`` (default 1000). With Dask data a batch is a
     group of whole chunks (see graphc.distributed.trainer).
+
+    ``val_data`` (inputs like ``data``) adds the loss on it at every logged step t, at the
+    parameters of that step's training loss, to ``res.val_history`` (graphc/validation.py);
+    ``patience=P`` stops after P logged steps without a better validation loss
+    (``res.stopped == "patience"``), and ``restore_best=True`` returns the parameters of the
+    best one.
 
     ``schedule``: "auto", "fused" or "blocked", as in ``gc.compile``.
     """
@@ -169,26 +180,40 @@ def fit(
     slots, count = _initial_state(optimizer, binder.n_grads, state)
     loop = _Loop(compiled, train, binder.theta(init), optimizer, slots, count)
     bar = _progress_bar(progress, steps, (n_samples or 1) * steps)
-    stepping = bar is not None or callback is not None or tol is not None
-    every_log = callback is not None or tol is not None
+    validator = None if val_data is None else Validator(loss, val_data, target, dtype, patience, restore_best)
+    stepping = bar is not None or callback is not None or tol is not None or validator is not None
+    every_log = callback is not None or tol is not None or validator is not None
     chunk = log_every if every_log else log_every * max(1, steps // (100 * log_every))  # ~100 bar updates
     history: list[tuple[int, float]] = []
     loop.compile()  # res.seconds is the training loop's time, not Numba's (that is in timings["numba"])
     stopped, start = None, time.perf_counter()
     try:
         for t0, n, period in _chunks(count, steps, log_every, chunk if stepping else None):
-            done, logged = loop.run(t0, n, period)
+            if validator is None:
+                done, logged = loop.run(t0, n, period)
+            else:  # one logged step, the piece's last: validate at its parameters, then run it
+                done, logged = loop.run(t0, n - 1, n)
+                if done == n - 1:
+                    validator(t0 + n - 1, loop.params())
+                    last, logged = loop.run(t0 + n - 1, 1, 1)
+                    done += last
             history += logged
             if bar is not None:
                 bar.update(done)
-                bar.set_postfix(loss=f"{logged[-1][1]:.6g}" if logged else None, refresh=False)
+                val = {"val": f"{validator.history[-1][1]:.6g}"} if validator is not None and validator.history else {}
+                bar.set_postfix(loss=f"{logged[-1][1]:.6g}" if logged else None, **val, refresh=False)
             stopped = "nonfinite" if done < n else _early_stop(logged, tol, callback, loop)
+            if not stopped and validator is not None and validator.exhausted:
+                stopped = "patience"
             if stopped:
                 break
     finally:
         if bar is not None:
             bar.close()
     result = loop.result(history, time.perf_counter() - start, stopped, dtype)
+    if validator is not None:
+        result.val_history = validator.history
+        result.params = validator.best_params() or result.params
     if stopped == "nonfinite" and check_finite:
         raise _nonfinite(loop, result, data)
     return result

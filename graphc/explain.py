@@ -708,7 +708,7 @@ def _tensor_stats(plan: Any, dtype: str) -> Stats:
 
 
 # ---- export -----------------------------------------------------------------------------
-RUNNER = '''
+CHECKS = '''
 
 # ---- standalone runner (graphc export): needs only numpy and numba ----------------------
 DTYPE = np.{dtype}
@@ -738,7 +738,7 @@ def data_arrays(given):
         arrays.append(np.ascontiguousarray(value, dtype=DTYPE))
     if n == 0:
         raise ValueError(f"input {{first!r}} has no samples")
-    return arrays
+    return arrays, n
 
 
 def pack(given):
@@ -762,7 +762,9 @@ def unpack(flat, args):
         size = int(np.prod(shape))
         out[name] = float(flat[off]) if not shape else np.array(flat[off : off + size]).reshape(shape)
     return out
+'''
 
+RUNNER = '''
 
 def loss_and_grads({signature}):
     """The loss and its gradients ({{graphc name: value}}) at the given parameters, as
@@ -770,7 +772,7 @@ def loss_and_grads({signature}):
     given = dict({bound})
     grad = np.zeros(N_GRADS)
     acc = np.zeros(N_ACC)
-    loss = evaluate(*data_arrays(given), pack(given), grad, acc)
+    loss = evaluate(*data_arrays(given)[0], pack(given), grad, acc)
     return float(loss), unpack(grad, WRT)
 '''
 
@@ -786,7 +788,7 @@ def fit(*, {data_signature}init, steps, log_every=100, batch_size={batch_size}, 
     like graphc's fit (with batch_size: on mini-batches, as gc.fit(batch_size=...) runs them)."""
     given = dict({data_bound})
     given.update({{arg: init[name] for arg, (name, _, _) in PARAMS.items()}})
-    data = tuple(data_arrays(given))
+    data = tuple(data_arrays(given)[0])
     theta = pack(given)
     hyper = np.array(list(HYPER.values()), dtype=np.float64)
     state = np.zeros((SLOTS, N_GRADS))
@@ -830,7 +832,7 @@ def export(source: str, plan: Plan, dtype: str, path: str | Path, optimizer: Any
         n_grads=plan.n_grads, n_acc=plan.n_acc, n_theta=plan.n_theta,
         signature="*, " + ", ".join(args) if args else "", bound=", ".join(f"{a}={a}" for a in args),
     )
-    text = source + RUNNER.format(**fields)
+    text = source + CHECKS.format(**fields) + RUNNER.format(**fields)
     if has_train:
         if optimizer is None:
             raise GraphcError("this function holds a training loop; export it with "
@@ -844,5 +846,37 @@ def export(source: str, plan: Plan, dtype: str, path: str | Path, optimizer: Any
     return path
 
 
-__all__ = ["Indexing", "Stats", "count_ops", "export", "expressions", "gradients", "graph_text", "latex",
+FORWARD = '''
+
+RESULTS = {results}  # each output's shape (None: the sample dim)
+
+
+def outputs({signature}):
+    """The outputs at the given parameters, as graphc's g(...).value: an ndarray of each
+    output's shape (a float for a scalar), a tuple for several. Keyword arguments only."""
+    given = dict({bound})
+    arrays, n = data_arrays(given)
+    results = [np.empty(tuple(n if d is None else d for d in shape) or (1,), dtype=DTYPE) for shape in RESULTS]
+    forward(*arrays, pack(given), np.zeros(max(1, N_ACC)), *results)
+    values = [float(r[0]) if not shape else r for shape, r in zip(RESULTS, results)]
+    return values[0] if len(values) == 1 else tuple(values)
+'''
+
+
+def export_forward(source: str, plan: Any, dtype: str, path: str | Path) -> Path:
+    """A forward function (``gc.compile`` of arrays) as one file that needs only numpy and
+    numba: ``outputs(*, <data>, <params>)``, with the same argument checks as ``export``."""
+    data = {spell(d.name): (d.name, tuple(None if k is N else k for k in d.shape)) for d in plan.data}
+    params = {spell(name): (name, off, tuple(shape)) for name, (off, shape) in plan.layout.items()}
+    args = list(data) + list(params)
+    fields = dict(dtype=dtype, inputs=repr(data), params=repr(params), wrt="[]", n_grads=0, n_acc=plan.n_acc,
+                  n_theta=plan.n_theta, signature="*, " + ", ".join(args) if args else "",
+                  bound=", ".join(f"{a}={a}" for a in args),
+                  results=repr([tuple(None if k is N else k for k in r.shape) for r in plan.results]))
+    path = Path(path)
+    path.write_text(source + CHECKS.format(**fields) + FORWARD.format(**fields), encoding="utf-8")
+    return path
+
+
+__all__ = ["Indexing", "Stats", "count_ops", "export", "export_forward", "expressions", "gradients", "graph_text", "latex",
            "shown_gradients", "stats", "user_symbols"]

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import blocked, codegen, cuda_runtime, loader, notebook, schedule, targets, threads
+from . import blocked, codegen, cuda_runtime, explain, loader, notebook, schedule, targets, threads
 from .errors import GraphcError, UnsupportedError
 from .graph import N, Graph, Node, format_shape
 from .runtime import bind_data, check_names, merge, pack_params
@@ -130,6 +130,11 @@ class Forward:
         if N in node.shape and n is None:
             raise GraphcError(f"{node.label()} has shape {format_shape(node.shape)} but no input has samples")
         return tuple(n if d is N else d for d in node.shape)
+
+    def export(self, path: str) -> str:
+        """Write a standalone .py (numpy + numba only): ``outputs(*, <data>, <params>)``
+        returns what ``g(...).value`` does, with every array checked first."""
+        return str(explain.export_forward(self.source, self.plan, self.dtype, path))
 
     def _repr_markdown_(self) -> str:  # a notebook shows the outputs and the source (notebook.py)
         return notebook.forward_markdown(self)

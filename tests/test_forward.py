@@ -126,3 +126,40 @@ def test_wide_layers_run_blocked_like_their_loss():
     np.testing.assert_allclose(probs, e / e.sum(axis=1, keepdims=True), rtol=1e-13, atol=1e-15)
     assert mean == pytest.approx(want.mean(), rel=1e-12)
     np.testing.assert_allclose(gc.compile(out, target="parallel")(X=x, **p).value, want, rtol=1e-13, atol=1e-14)
+
+
+EXPORTED = """
+import importlib.util, json, sys
+import numpy as np
+spec = importlib.util.spec_from_file_location("m", sys.argv[1]); m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+rng = np.random.default_rng(7)
+X, W, b = rng.standard_normal((9, 3)), rng.standard_normal((2, 3)), rng.standard_normal(2)
+z, total = m.outputs(X=X, W=W, b=b)
+try:
+    m.outputs(X=X[:, :2], W=W, b=b)
+    error = None
+except ValueError as e:
+    error = str(e)
+print(json.dumps({"z": z.tolist(), "total": total, "error": error}))
+"""
+
+
+def test_a_forward_function_exports_and_runs_without_graphc(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    g = gc.compile((Z, gc.sum(Z)))
+    path = g.export(tmp_path / "layer.py")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", EXPORTED, str(path)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    r = np.random.default_rng(7)
+    X0, W0, b0 = r.standard_normal((9, 3)), r.standard_normal((2, 3)), r.standard_normal(2)
+    z, total = g(X=X0, W=W0, b=b0).value
+    assert got["z"] == z.tolist() and got["total"] == total  # the same bits
+    assert "'X' has shape (9, 2)" in got["error"]

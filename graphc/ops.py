@@ -713,7 +713,8 @@ def derivative_node(node: Node, k: int) -> Node | None:
 # holds one rule per op, in a table keyed by these names: autodiff.ADJOINTS (not the
 # leaves), schedule.RULES (the fused lowering), codegen.blocked.ELEMENT_RULES and ARRAY_RULES
 # (the blocked printer), explain.INDEX_RULES (index notation), indexing.VIEWS (the view ops'
-# index maps); tests/test_registry.py checks that every table covers the set.
+# index maps), lsq.tangents.TANGENTS (forward mode, for Jacobians); tests/test_registry.py
+# checks that every table covers the set.
 LEAVES = ("data", "param", "const", "count")
 VIEWS = ("broadcast_to", "transpose", "index", "stop_gradient")  # an element is one input element
 STRUCTURAL = VIEWS + ("sum", "mean", "einsum", "reshape", "unindex", "stack", "concatenate")

@@ -9,6 +9,7 @@ import pytest
 import graphc as gc
 from graphc import autodiff, explain, indexing, ops, schedule
 from graphc.codegen import blocked
+from graphc.lsq import tangents
 from graphc.graph import toposort
 
 NON_LEAVES = set(ops.OPS) - set(ops.LEAVES)
@@ -20,7 +21,9 @@ NON_LEAVES = set(ops.OPS) - set(ops.LEAVES)
     (explain.INDEX_RULES, set(ops.OPS)),
     (indexing.VIEWS, set(ops.VIEWS)),
     (blocked.ARRAY_RULES, NON_LEAVES),
-], ids=["autodiff.ADJOINTS", "schedule.RULES", "explain.INDEX_RULES", "indexing.VIEWS", "blocked.ARRAY_RULES"])
+    (tangents.TANGENTS, NON_LEAVES),
+], ids=["autodiff.ADJOINTS", "schedule.RULES", "explain.INDEX_RULES", "indexing.VIEWS", "blocked.ARRAY_RULES",
+        "lsq.tangents.TANGENTS"])
 def test_every_op_has_a_rule_in_every_table(table, covers):
     assert set(table) == covers
 

@@ -45,8 +45,19 @@ with _collector.paused():
     from .forward import Forward, Prediction  # noqa: E402
     from .runtime import Result  # noqa: E402
     from .train import FitResult, fit  # noqa: E402
-    from .lsq import LeastSquaresResult, curve_fit, least_squares  # noqa: E402
 _collector.freeze()
+
+_LAZY = {"LeastSquaresResult": "lsq", "curve_fit": "lsq", "least_squares": "lsq"}  # imported on first use
+
+
+def __getattr__(name: str):  # PEP 562: what a first fit does not need is imported when asked for
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'graphc' has no attribute {name!r}")
 
 __all__ = [
     "Adam", "BindingError", "Compiled", "DTypeError", "FitResult", "Graph", "GraphcError",

@@ -50,6 +50,7 @@ from . import loader
 from .version import __version__
 from .graph import N, Graph, Node, resolve_wrt, toposort
 from .ops import ELEMENTWISE, Elementwise
+from .optim import OPTIMIZERS, SCHEDULES
 
 FORMAT = 2  # bump when the entry layout changes
 MAGIC = b"graphc-plan %d\n" % FORMAT
@@ -163,12 +164,58 @@ def _encode(value: Any, n_wrt: int = 0) -> Any:
 
 
 def _optimizer(opt: Any, n_wrt: int) -> tuple:
-    """What the generated training loop takes from an optimizer: its update's SymPy
-    expressions over symbols (``Optimizer.structure``), never its numbers (those run at run time)."""
+    """What the generated training loop takes from an optimizer: for graphc's own, its type and
+    flags (``optimizer_key``, no SymPy); for any other, its update's SymPy expressions over
+    symbols (``Optimizer.structure``). Never its numbers (those run at run time)."""
+    if own_optimizer(opt):
+        return ("optimizer", _named(optimizer_key(opt)))
     try:
         return ("optimizer", type(opt).__module__, type(opt).__qualname__, opt.structure())
     except Exception as exc:  # noqa: BLE001 - an optimizer we cannot describe is not cached
         raise Uncacheable(f"cannot key optimizer {opt!r}") from exc
+
+
+_OWN = {**OPTIMIZERS, **SCHEDULES}  # graphc's optimizers and schedules, by name
+
+
+def own_optimizer(opt: Any) -> bool:
+    """Whether ``opt`` is one of graphc's optimizers (its exact class, not a subclass)."""
+    return _OWN.get(type(opt).__name__) is type(opt)
+
+
+def optimizer_key(opt: Any) -> Any:
+    """What of ``opt`` shapes the generated training loop, without SymPy. graphc's own
+    optimizers and schedules branch only on whether a number is zero and on their flags, so
+    for them it is the type and the fields with each number replaced by ``number != 0`` (a
+    new learning rate is the same loop; tests/test_latency.py checks that equal keys mean equal
+    ``structure()`` for every class). Any other optimizer is its own key: equal optimizers,
+    equal loops (fit's in-process memo; the plan cache keys those on ``structure()``)."""
+    cls = type(opt)
+    if not own_optimizer(opt):
+        return cls, opt
+    return cls, tuple(_field_key(getattr(opt, f)) for f in _field_names(cls))
+
+
+def _named(key: Any) -> Any:
+    """An optimizer_key with each class as its name (repr-able, the same in every process)."""
+    if isinstance(key, type):
+        return key.__qualname__
+    return tuple(_named(k) for k in key) if isinstance(key, tuple) else key
+
+
+@functools.lru_cache(maxsize=None)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _field_key(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value != 0
+    if isinstance(value, tuple):
+        return tuple(_field_key(v) for v in value)
+    return optimizer_key(value)  # a schedule
 
 
 def _checked(loss: Node, wrt: Any) -> tuple[Graph, list[Node]]:

@@ -5,7 +5,6 @@ numbers bit for bit because the chunks carry the optimizer state and step count 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import sys
@@ -17,11 +16,10 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from . import codegen, cuda_runtime, distributed, forward, notebook, plancache, targets
-from .checkpoint import read, save
 from .compile import Compiled, Timings, make_plan, memo_get, memo_put, wrt_key
 from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
 from .graph import N, Node
-from .optim import OPTIMIZERS, SCHEDULES, SGD
+from .optim import SGD
 from .runtime import check_names, dtype_name, merge
 from .validation import Validator
 
@@ -60,6 +58,8 @@ class FitResult:
 
     def save(self, path: Any) -> str:
         """Write params, optimizer state and history to ``path`` (.npz); see gc.load."""
+        from .checkpoint import save  # imported when first used (not by import graphc)
+
         return save(self, path)
 
     def _repr_markdown_(self) -> str:  # a notebook shows the parameters (notebook.py)
@@ -87,6 +87,8 @@ class FitResult:
 def load(path: Any) -> FitResult:
     """A checkpoint written by ``res.save(path)``, as a FitResult whose params, optimizer and
     state continue training bit for bit (no compiled module)."""
+    from .checkpoint import read
+
     return FitResult(**read(path))
 
 
@@ -442,10 +444,10 @@ def _check_sample_axes(plan: Any) -> None:
 
 def _compiled(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, optimizer: Any,
               batches: bool = False, schedule: str = "auto") -> Compiled:
-    if _OWN.get(type(optimizer).__name__) is not type(optimizer) and not all(
+    if not plancache.own_optimizer(optimizer) and not all(
             hasattr(optimizer, a) for a in ("hyper", "slots", "formula")):
         raise GraphcError(f"optimizer must be a graphc optimizer such as gc.SGD(lr=...), got {optimizer!r}")
-    key = ("train", wrt_key(wrt), target, dtype, schedule, optimizer_key(optimizer), batches)
+    key = ("train", wrt_key(wrt), target, dtype, schedule, plancache.optimizer_key(optimizer), batches)
     compiled = memo_get(loss, key)  # trained in this process already: nothing is read or built
     if compiled is None:
         compiled = memo_put(loss, key, _build(loss, wrt, target, dtype, optimizer, batches, schedule))
@@ -468,37 +470,6 @@ def _build(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, opti
                                  target=target, dtype=dtype, optimizer=optimizer, batches=batches,
                                  schedule=schedule)
     return Compiled(plan, source, target, dtype, timings, stem="graphc_fit")
-
-
-_OWN = {**OPTIMIZERS, **SCHEDULES}  # graphc's optimizers and schedules, by name
-
-
-def optimizer_key(opt: Any) -> Any:
-    """What of ``opt`` shapes the generated training loop, without SymPy (the plan cache keys
-    on ``opt.structure()``, its update's expressions). graphc's own optimizers and schedules
-    branch only on whether a number is zero and on their flags, so for them it is the type
-    and the fields with each number replaced by ``number != 0`` (so a new learning rate is
-    the same loop; tests/test_latency.py checks every class). Any other optimizer is its own
-    key: equal optimizers, equal loops."""
-    cls = type(opt)
-    if _OWN.get(cls.__name__) is not cls:
-        return cls, opt
-    return cls, tuple(_field_key(getattr(opt, f)) for f in _field_names(cls))
-
-
-@functools.lru_cache(maxsize=None)
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
-
-
-def _field_key(value: Any) -> Any:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return value != 0
-    if isinstance(value, tuple):
-        return tuple(_field_key(v) for v in value)
-    return optimizer_key(value)  # a schedule
 
 
 __all__ = ["fit", "FitResult"]

@@ -15,7 +15,7 @@ import pytest
 import graphc as gc
 from graphc import loader, optim, plancache, runtime
 from graphc.runtime import Binder, bind_data, pack_params
-from graphc.train import optimizer_key
+from graphc.plancache import optimizer_key
 
 from . import references as ref
 

@@ -333,7 +333,7 @@ def test_a_hit_still_warns_about_unused_parameters(cache):
 def test_errors_are_the_same_with_the_cache(cache):
     x = gc.data("x")
     with pytest.raises(gc.GraphcError, match="must be a scalar"):
-        gc.compile(x * 2)
+        gc.fit(x * gc.param("a"), data={"x": np.ones(2)}, init={"a": 1.0}, steps=1)
     with pytest.raises(gc.InvalidName, match="two different inputs"):
         gc.compile(gc.sum(gc.data("x") + gc.data("x")))
 

@@ -57,7 +57,23 @@ def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", 
 
 # ---- the warm path (issue #18): what this process compiled, by graph identity ------------
 MEMO = True  # False: every compile goes through the plan cache and the loader (their tests)
-_MEMO: "weakref.WeakKeyDictionary[Node, dict[tuple, Compiled]]" = weakref.WeakKeyDictionary()
+_FORGOTTEN = [0]  # forget() advances it: entries made before are not used
+
+
+class _Memo(dict):
+    """The Compiled functions made for one loss node, kept on the node itself (an entry holds
+    its plan, which holds the node: on the node, the cycle is collected with the graph, where a
+    table keyed weakly by nodes would keep every graph ever compiled). Never pickled or copied
+    with the node."""
+
+    def __reduce__(self) -> tuple:
+        return _Memo, ()
+
+    def __copy__(self) -> "_Memo":
+        return _Memo()
+
+    def __deepcopy__(self, memo: dict) -> "_Memo":
+        return _Memo()
 
 
 def wrt_key(wrt: Any) -> Any:
@@ -72,11 +88,12 @@ def memo_get(loss: Node, key: tuple) -> "Compiled | None":
     argument that shapes the plan or the source, and the environment that decides where the
     caches are (and loader.generation, which clear_cache and drop advance). An entry is used
     only while its module is still the one imported under its name."""
-    if not MEMO:
+    memo = getattr(loss, "__dict__", {}).get("_graphc_memo") if MEMO and isinstance(loss, Node) else None
+    if not memo:
         return None
     try:
-        entry = _MEMO.get(loss, {}).get(key + _environment())
-    except TypeError:  # an unhashable argument (or loss): the build path raises the user's error
+        entry = memo.get(key + _environment())
+    except TypeError:  # an unhashable argument: the build path raises the user's error
         return None
     if entry is None or sys.modules.get(entry.module.__name__) is not entry.module:
         return None
@@ -84,22 +101,23 @@ def memo_get(loss: Node, key: tuple) -> "Compiled | None":
 
 
 def memo_put(loss: Node, key: tuple, compiled: "Compiled") -> "Compiled":
-    if MEMO:
+    if MEMO and isinstance(loss, Node):
         try:
-            _MEMO.setdefault(loss, {})[key + _environment()] = compiled.copy()
+            loss.__dict__.setdefault("_graphc_memo", _Memo())[key + _environment()] = compiled.copy()
         except TypeError:
             pass
     return compiled
 
 
 def forget() -> None:
-    """Empty this process's memo (the next compile of each graph reads the caches again)."""
-    _MEMO.clear()
+    """Forget this process's memo (the next compile of each graph reads the caches again)."""
+    _FORGOTTEN[0] += 1
 
 
 def _environment() -> tuple:
     env = os.environ.get
-    return env("GRAPHC_CACHE_DIR"), env("XDG_CACHE_HOME"), env("GRAPHC_PLAN_CACHE"), loader.generation
+    return (env("GRAPHC_CACHE_DIR"), env("XDG_CACHE_HOME"), env("GRAPHC_PLAN_CACHE"), loader.generation,
+            _FORGOTTEN[0])
 
 
 def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule: str = "auto",

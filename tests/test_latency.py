@@ -224,6 +224,23 @@ def test_clearing_the_cache_or_losing_the_module_ends_the_memo(tmp_path, monkeyp
     assert gc.compile(loss).timings["plan"] == "hit"
 
 
+def test_the_memo_lives_as_long_as_the_graph(sine_data):
+    """A model built anew per data set (one fit each) must not keep every old graph alive."""
+    import copy
+    import gc as collector
+    import weakref
+
+    x, y = sine_data
+    loss = cubic_loss()
+    gc.fit(loss, data={"x": x, "y": y}, init=INIT, optimizer=gc.SGD(lr=1e-6), steps=2)
+    assert gc.compile(loss)(x=x, y=y, **INIT).loss > 0
+    assert copy.deepcopy(loss).__dict__.get("_graphc_memo") == {}  # never copied with it
+    ref = weakref.ref(loss)
+    del loss
+    collector.collect()
+    assert ref() is None
+
+
 def _numbers(cls, seed: int) -> dict:
     """Values for every number of ``cls``: random, non-zero, valid."""
     rnd = random.Random(seed)

@@ -33,8 +33,13 @@ def tutorial(steps: int = 2000) -> tuple[Any, dict, Callable[[], Any]]:
     xs, ys = gc.data("x"), gc.data("y")
     a, b, c, d = gc.params("a b c d")
     loss = gc.sum((a + b * xs + c * xs**2 + d * xs**3 - ys) ** 2)
-    kwargs = dict(data={"x": x, "y": y}, init={"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4},
-                  optimizer=gc.SGD(lr=1e-6), steps=steps, log_every=100)
+    kwargs = dict(
+        data={"x": x, "y": y},
+        init={"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4},
+        optimizer=gc.SGD(lr=1e-6),
+        steps=steps,
+        log_every=100,
+    )
     return loss, kwargs, lambda: hand_poly()(x, y, 0.1, 0.2, 0.3, 0.4, 1e-6, steps)
 
 
@@ -93,8 +98,13 @@ def newton3(steps: int = 20) -> tuple[Any, dict, Callable[[], Any]]:
     xs, ys = gc.data("x"), gc.data("y")
     b1, b2, b3 = gc.params("b1 b2 b3")
     loss = gc.sum((b1 * (1 - gc.exp(-b2 * xs)) + b3 - ys) ** 2)
-    kwargs = dict(data={"x": x, "y": y}, init={"b1": 2.0, "b2": 1.5, "b3": 0.0},
-                  optimizer=gc.Newton(damping=1e-3), steps=steps, log_every=1)
+    kwargs = dict(
+        data={"x": x, "y": y},
+        init={"b1": 2.0, "b2": 1.5, "b3": 0.0},
+        optimizer=gc.Newton(damping=1e-3),
+        steps=steps,
+        log_every=1,
+    )
     return loss, kwargs, lambda: hand_newton()(x, y, 2.0, 1.5, 0.0, 1e-3, steps)
 
 
@@ -152,8 +162,12 @@ def mlp32(steps: int = 100, width: int = 32) -> tuple[Any, dict, Callable[[], An
     loss = gc.nn.mse_loss(gc.flatten(l2(gc.tanh(l1(xx)))), ys, reduction="sum")
     rng = np.random.default_rng(0)
     s1, s2 = 1 / math.sqrt(3), 1 / math.sqrt(width)
-    init = {"l1.weight": rng.uniform(-s1, s1, (width, 3)), "l1.bias": rng.uniform(-s1, s1, width),
-            "l2.weight": rng.uniform(-s2, s2, (1, width)), "l2.bias": rng.uniform(-s2, s2, 1)}
+    init = {
+        "l1.weight": rng.uniform(-s1, s1, (width, 3)),
+        "l1.bias": rng.uniform(-s1, s1, width),
+        "l2.weight": rng.uniform(-s2, s2, (1, width)),
+        "l2.bias": rng.uniform(-s2, s2, 1),
+    }
     kwargs = dict(data={"x": x, "y": y}, init=init, optimizer=gc.SGD(lr=1e-5), steps=steps, log_every=10)
     names = ("l1.weight", "l1.bias", "l2.weight", "l2.bias")
     return loss, kwargs, lambda: hand_mlp()(x, y, *(init[k].copy() for k in names), 1e-5, steps)
@@ -214,14 +228,28 @@ def relu64(steps: int = 100, width: int = 64, batch: int = 128) -> tuple[Any, di
 
     xs, onehot = _classes()
     X, T = gc.data("X", shape=(None, 2)), gc.data("T", shape=(None, 3))
-    model = nn.Sequential(nn.Linear(2, width, name="l1"), nn.ReLU(), nn.Linear(width, width, name="l2"),
-                          nn.ReLU(), nn.Linear(width, 3, name="l3"))
+    model = nn.Sequential(
+        nn.Linear(2, width, name="l1"),
+        nn.ReLU(),
+        nn.Linear(width, width, name="l2"),
+        nn.ReLU(),
+        nn.Linear(width, 3, name="l3"),
+    )
     loss = nn.cross_entropy(model(X), T)
     init = model.init(0)
-    kwargs = dict(data={"X": xs, "T": onehot}, init=init, optimizer=gc.Adam(lr=1e-2), steps=steps,
-                  log_every=10, batch_size=batch, shuffle=True, seed=0)
+    kwargs = dict(
+        data={"X": xs, "T": onehot},
+        init=init,
+        optimizer=gc.Adam(lr=1e-2),
+        steps=steps,
+        log_every=10,
+        batch_size=batch,
+        shuffle=True,
+        seed=0,
+    )
     names = [f"l{k}.{w}" for k in (1, 2, 3) for w in ("weight", "bias")]
-    return loss, kwargs, lambda: hand_relu()(xs, onehot, *(np.array(init[k]) for k in names), 1e-2, steps, batch)
+    start = [np.array(init[k]) for k in names]
+    return loss, kwargs, lambda: hand_relu()(xs, onehot, *(a.copy() for a in start), 1e-2, steps, batch)
 
 
 def hand_relu() -> Any:
@@ -309,7 +337,14 @@ def hand_relu() -> Any:
 
 
 MODELS: dict[str, Callable[[], tuple[Any, dict, Callable[[], Any]]]] = {
-    "tutorial": tutorial, "newton3": newton3, "mlp32": mlp32, "relu64": relu64,
+    "tutorial": tutorial,
+    "newton3": newton3,
+    "mlp32": mlp32,
+    "relu64": relu64,
 }
-LABELS = {"tutorial": "tutorial cubic (SGD)", "newton3": "3-param Newton fit", "mlp32": "MLP 3-32-1 (SGD)",
-          "relu64": "2-64-64-3 relu, batches (Adam)"}
+LABELS = {
+    "tutorial": "tutorial cubic (SGD)",
+    "newton3": "3-param Newton fit",
+    "mlp32": "MLP 3-32-1 (SGD)",
+    "relu64": "2-64-64-3 relu, batches (Adam)",
+}

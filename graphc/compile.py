@@ -52,7 +52,8 @@ def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", 
     # or both from the plan cache (a second process skips SymPy); every argument is in its key
     plan, source = plancache.get(build, loss, wrt, timings, kind="evaluate", target=target, dtype=dtype,
                                  schedule=schedule)
-    return memo_put(loss, key, Compiled(plan, source, target, dtype, timings))  # loaded (and cached) by loader
+    compiled = Compiled(plan, source, target, dtype, timings)  # loaded (and cached) by loader
+    return memo_put(loss, key, compiled)
 
 
 # ---- the warm path (issue #18): what this process compiled, by graph identity ------------

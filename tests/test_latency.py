@@ -14,8 +14,8 @@ import pytest
 
 import graphc as gc
 from graphc import loader, optim, plancache, runtime
-from graphc.runtime import Binder, bind_data, pack_params
 from graphc.plancache import optimizer_key
+from graphc.runtime import Binder, bind_data, pack_params
 
 from . import references as ref
 
@@ -87,8 +87,9 @@ def test_another_optimizer_structure_is_another_loop(sine_data):
     data = {"x": x, "y": y}
     plain = gc.fit(loss, data=data, init=INIT, optimizer=gc.SGD(lr=1e-6), steps=20)
     momentum = gc.fit(loss, data=data, init=INIT, optimizer=gc.SGD(lr=1e-6, momentum=0.9), steps=20)
-    nesterov = gc.fit(loss, data=data, init=INIT, optimizer=gc.SGD(lr=1e-6, momentum=0.9, nesterov=True),
-                      steps=20)
+    nesterov = gc.fit(
+        loss, data=data, init=INIT, optimizer=gc.SGD(lr=1e-6, momentum=0.9, nesterov=True), steps=20
+    )
     assert len({plain.compiled.module, momentum.compiled.module, nesterov.compiled.module}) == 3
     assert momentum.compiled.timings["plan"] != "memo" and nesterov.compiled.timings["plan"] != "memo"
     assert momentum.params != plain.params and nesterov.params != momentum.params
@@ -159,13 +160,15 @@ def test_a_new_shape_is_checked_on_the_warm_path():
             bind_data(f.plan, given, "float64")
             pack_params(f.plan, given, "float64")
         assert str(warm_error.value) == str(general.value)
-    for given, match in [({"X": Xs, "y": ys}, "missing"), ({"X": Xs, "y": ys, "w_shape": ws, "z": 1.0}, "unknown")]:
+    wrong_names = [({"X": Xs, "y": ys}, "missing"), ({"X": Xs, "y": ys, "w_shape": ws, "z": 1.0}, "unknown")]
+    for given, match in wrong_names:
         with pytest.raises(gc.BindingError, match=match):
             warm(**given)
     # what the fast path does not take goes through the conversions: the same values
     odd = dict(X=np.asfortranarray(Xs), y=ys.astype(np.float32), w_shape=[0.5, -1.0, 2.0])
-    assert warm(**odd).loss == pytest.approx(f(X=Xs, y=ys.astype(np.float32).astype(float), w_shape=ws).loss,
-                                             rel=1e-12)
+    assert warm(**odd).loss == pytest.approx(
+        f(X=Xs, y=ys.astype(np.float32).astype(float), w_shape=ws).loss, rel=1e-12
+    )
 
 
 BINDINGS = {
@@ -256,10 +259,19 @@ def _numbers(cls, seed: int) -> dict:
 
 
 OPTIMIZER_CASES = [
-    (name, extra) for name in optim.OPTIMIZERS
-    for extra in ({}, {"momentum": 0.0}, {"weight_decay": 0.0}, {"nesterov": True}, {"centered": True},
-                  {"lr_decay": 0.0}, {"schedule": "StepLR"}, {"schedule": "CosineAnnealingLR"},
-                  {"schedule": "ExponentialLR"})
+    (name, extra)
+    for name in optim.OPTIMIZERS
+    for extra in (
+        {},
+        {"momentum": 0.0},
+        {"weight_decay": 0.0},
+        {"nesterov": True},
+        {"centered": True},
+        {"lr_decay": 0.0},
+        {"schedule": "StepLR"},
+        {"schedule": "CosineAnnealingLR"},
+        {"schedule": "ExponentialLR"},
+    )
     if all(k in {f.name for f in dataclasses.fields(optim.OPTIMIZERS[name])} for k in extra)
 ]
 

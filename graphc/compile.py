@@ -6,7 +6,6 @@ import os
 import sys
 import time
 import warnings
-import weakref
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -14,13 +13,12 @@ import numpy as np
 from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, explain, forward, loader, notebook, plancache, targets, threads
 from .blocked import BlockPlan
 from .errors import GraphcError, UnsupportedError
-from .graph import Graph, Node, format_shape, resolve_wrt
+from .graph import Graph, Node, NodeMemo, format_shape, resolve_wrt
 from .runtime import Binder, Result, check_names, dtype_name, merge
 from . import schedule as schedule_
 from .schedule import Plan, fuse
 from .timings import Timings
 
-_PLANS: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
 
 
 def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", dtype: str = "float64",
@@ -61,22 +59,6 @@ MEMO = True  # False: every compile goes through the plan cache and the loader (
 _FORGOTTEN = [0]  # forget() advances it: entries made before are not used
 
 
-class _Memo(dict):
-    """The Compiled functions made for one loss node, kept on the node itself (an entry holds
-    its plan, which holds the node: on the node, the cycle is collected with the graph, where a
-    table keyed weakly by nodes would keep every graph ever compiled). Never pickled or copied
-    with the node."""
-
-    def __reduce__(self) -> tuple:
-        return _Memo, ()
-
-    def __copy__(self) -> "_Memo":
-        return _Memo()
-
-    def __deepcopy__(self, memo: dict) -> "_Memo":
-        return _Memo()
-
-
 def wrt_key(wrt: Any) -> Any:
     """``wrt`` as a memo key: the nodes themselves (hashed and compared by identity)."""
     return tuple(wrt) if isinstance(wrt, (list, tuple)) else wrt
@@ -104,7 +86,7 @@ def memo_get(loss: Node, key: tuple) -> "Compiled | None":
 def memo_put(loss: Node, key: tuple, compiled: "Compiled") -> "Compiled":
     if MEMO and isinstance(loss, Node):
         try:
-            loss.__dict__.setdefault("_graphc_memo", _Memo())[key + _environment()] = compiled.copy()
+            loss.__dict__.setdefault("_graphc_memo", NodeMemo())[key + _environment()] = compiled.copy()
         except TypeError:
             pass
     return compiled
@@ -136,7 +118,7 @@ def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule
                 "reduce it with gc.sum or gc.mean"
             )
         wrt = resolve_wrt(graph, wrt)
-    memo = _PLANS.setdefault(loss, {})
+    memo = loss.__dict__.setdefault("_graphc_plans", NodeMemo())  # on the node: freed with the graph
     key = tuple(id(p) for p in wrt)
     grads = memo.get(key)
     if grads is None:

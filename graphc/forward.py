@@ -8,7 +8,6 @@ and one more pass over the samples stores each sample's output elements
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from . import blocked, codegen, cuda_runtime, explain, loader, notebook, schedule, targets, threads
 from .errors import GraphcError, UnsupportedError
-from .graph import N, Graph, Node, format_shape
+from .graph import N, Graph, Node, NodeMemo, format_shape
 from .runtime import bind_data, check_names, merge, pack_params
 from .timings import Timings
 
@@ -43,14 +42,11 @@ def is_forward(expr: Any) -> bool:
     return not isinstance(expr, Node) or expr.shape != ()
 
 
-_MEMO: "weakref.WeakKeyDictionary[Node, dict[tuple, Forward]]" = weakref.WeakKeyDictionary()
-
-
 def compile_forward(expr: Any, target: str = "cpu", dtype: str = "float64") -> "Forward":
     """The forward function of ``expr``; compiled once per process for the same nodes."""
     nodes, single = outputs_of(expr)
     key = (tuple(id(n) for n in nodes), single, target, dtype)
-    memo = _MEMO.setdefault(nodes[0], {})
+    memo = nodes[0].__dict__.setdefault("_graphc_forward", NodeMemo())  # freed with the graph
     if key in memo and all(a is b for a, b in zip(memo[key].plan.results, nodes)):
         return memo[key]
     timings = Timings()

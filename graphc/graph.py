@@ -263,3 +263,19 @@ def resolve_wrt(graph: Graph, wrt: "Sequence[Node] | Node | None") -> list[Node]
             params = params + [p]  # not in the loss: zero gradient, with a warning
         out.append(p)
     return out
+
+
+class NodeMemo(dict):
+    """What graphc made for one node, kept on the node itself (``node.__dict__``): its plans and
+    compiled functions (compile.py, forward.py). An entry holds its plan, which holds the node:
+    on the node, the cycle is collected with the graph, where a table keyed weakly by nodes
+    would keep every graph ever compiled. Never pickled or copied with the node."""
+
+    def __reduce__(self) -> tuple:
+        return NodeMemo, ()
+
+    def __copy__(self) -> "NodeMemo":
+        return NodeMemo()
+
+    def __deepcopy__(self, memo: dict) -> "NodeMemo":
+        return NodeMemo()

@@ -310,3 +310,25 @@ def test_any_other_optimizer_is_its_own_key():
     assert optimizer_key(Mine(lr=0.1)) != optimizer_key(Mine(lr=0.2))
     assert optimizer_key(Mine(lr=0.1)) == optimizer_key(Mine(lr=0.1))
     assert optimizer_key(Mine(lr=0.1)) != optimizer_key(gc.SGD(lr=0.1))
+
+
+def test_plans_live_as_long_as_their_graph():
+    """make_plan's memo (gradients and plans per loss) is kept on the loss node: a graph built
+    anew per data set is freed with its plans, as the Compiled memo is."""
+    import gc as pygc
+    import weakref
+
+    from graphc.compile import Timings, make_plan
+
+    def build():
+        x = gc.data("x")
+        a = gc.param("a")
+        return gc.sum((a * x - 1.0) ** 2)
+
+    loss = build()
+    make_plan(loss, None, Timings())
+    gc.compile(loss * loss.inputs[0])  # a forward function of it too
+    ref = weakref.ref(loss)
+    del loss
+    pygc.collect()
+    assert ref() is None

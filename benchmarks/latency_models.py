@@ -44,27 +44,10 @@ def tutorial(steps: int = 2000) -> tuple[Any, dict, Callable[[], Any]]:
 
 
 def hand_poly() -> Any:
-    import numba
+    """The tutorial's hand-written training loop (graphc.bench's, which graphc bench times too)."""
+    from graphc.bench import _njit_kernels
 
-    @numba.njit(fastmath=True)
-    def poly(x, y, a, b, c, d, lr, steps):
-        for _ in range(steps):
-            ga = gb = gc = gd = loss = 0.0
-            for i in range(x.shape[0]):
-                xi = x[i]
-                x2 = xi * xi
-                x3 = x2 * xi
-                r = a + b * xi + c * x2 + d * x3 - y[i]
-                loss += r * r
-                g = 2.0 * r
-                ga += g
-                gb += g * xi
-                gc += g * x2
-                gd += g * x3
-            a, b, c, d = a - lr * ga, b - lr * gb, c - lr * gc, d - lr * gd
-        return a, b, c, d
-
-    return poly
+    return _njit_kernels()["poly"]
 
 
 def hand_poly_grad() -> Any:
@@ -174,42 +157,10 @@ def mlp32(steps: int = 100, width: int = 32) -> tuple[Any, dict, Callable[[], An
 
 
 def hand_mlp() -> Any:
-    import numba
+    """The 3-W-1 tanh MLP's hand-written training loop (graphc.bench's)."""
+    from graphc.bench import _njit_kernels
 
-    @numba.njit(fastmath=True)
-    def mlp(x, y, W1, b1, W2, b2, lr, steps):
-        H = b1.shape[0]
-        h = np.empty(H)
-        gW1, gb1, gW2 = np.empty((H, 3)), np.empty(H), np.empty(H)
-        for _ in range(steps):
-            gW1[:] = 0.0
-            gb1[:] = 0.0
-            gW2[:] = 0.0
-            gb2 = 0.0
-            for i in range(x.shape[0]):
-                f0 = x[i]
-                f1 = f0 * f0
-                f2 = f1 * f0
-                pred = b2[0]
-                for j in range(H):
-                    h[j] = math.tanh(W1[j, 0] * f0 + W1[j, 1] * f1 + W1[j, 2] * f2 + b1[j])
-                    pred += W2[0, j] * h[j]
-                g = 2.0 * (pred - y[i])
-                gb2 += g
-                for j in range(H):
-                    gW2[j] += g * h[j]
-                    gp = g * W2[0, j] * (1.0 - h[j] * h[j])
-                    gb1[j] += gp
-                    gW1[j, 0] += gp * f0
-                    gW1[j, 1] += gp * f1
-                    gW1[j, 2] += gp * f2
-            W1 -= lr * gW1
-            b1 -= lr * gb1
-            W2[0, :] -= lr * gW2
-            b2[0] -= lr * gb2
-        return W1, b1, W2, b2
-
-    return mlp
+    return _njit_kernels()["mlp"]
 
 
 def _classes(n: int = 1024, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

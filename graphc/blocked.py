@@ -133,7 +133,7 @@ def choose(loss: Node, grads: dict[Node, Node | None], target: str, extra: Seque
     more elements (a layer that wide costs the fused schedule one unrolled term per weight),
     fused otherwise (and always on cuda, which has no blocked printer). ``extra``: more
     outputs (a forward function's)."""
-    if "blocked" not in targets.get(target).schedules:
+    if not targets.get(target).blocks:
         return "fused"
     for node in toposort([loss, *extra] + [g for g in grads.values() if g is not None]):
         if node.op == "einsum" and any(per_sample(x) for x in node.inputs):

@@ -137,7 +137,7 @@ def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule
         try:
             plan = fuse(loss, wrt, grads, graph.params, graph.data, timings)  # times schedule and cse
         except UnsupportedError:  # too many scalar terms to unroll
-            if schedule != "auto" or "blocked" not in targets.get(target).schedules:
+            if schedule != "auto" or not targets.get(target).blocks:
                 raise
             with timings.stage("schedule"):
                 plan = blocked.plan(loss, wrt, grads, graph.params, graph.data)

@@ -63,13 +63,11 @@ def compile_forward(expr: Any, target: str = "cpu", dtype: str = "float64") -> "
 def _plan(nodes: list[Node], graph: Graph, target: str, timings: Timings) -> Any:
     """Fused (per-sample scalar expressions), or blocked where a layer is wide (the choice of
     ``schedule="auto"``), or where the fused schedule cannot unroll the graph."""
-    spec = targets.get(target)
-    wide = blocked.choose(nodes[0], {}, target, nodes[1:]) == "blocked"
-    if not wide:
+    if blocked.choose(nodes[0], {}, target, nodes[1:]) == "fused":
         try:
             return schedule.fuse_forward(nodes, graph.params, graph.data, timings)
         except UnsupportedError:
-            if "blocked" not in spec.schedules:
+            if not targets.get(target).blocks:
                 raise
     with timings.stage("schedule"):
         return blocked.forward_plan(nodes, graph.params, graph.data)

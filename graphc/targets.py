@@ -29,6 +29,11 @@ class Target:
     def schedules(self) -> tuple[str, ...]:
         return tuple(schedule for schedule, _ in self.emitters)
 
+    @property
+    def blocks(self) -> bool:
+        """Whether wide layers can run here blocked (arrays of samples, np.dot)."""
+        return "blocked" in self.schedules
+
     def emitter(self, schedule: str, forward: bool = False) -> type:
         """The emitter class that prints a plan of ``schedule`` for this target (``forward``:
         a forward function's plan)."""

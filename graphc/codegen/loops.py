@@ -206,15 +206,17 @@ def reads(s: Stmt) -> set:
     return set()
 
 
-def array_reads(body: Sequence[Stmt]) -> dict[str, set]:
-    """array -> the elements read (None in the set: read whole, by a Code statement)."""
-    out: dict[str, set] = {}
+def name_of(x: "Element | sp.Symbol | str") -> str:
+    """The array or local a read or write is of: an Element's array, a local's name, a name."""
+    return x.array if isinstance(x, Element) else x if isinstance(x, str) else x.name
+
+
+def array_reads(body: Sequence[Stmt]) -> dict[str, list[tuple[Stmt, Any]]]:
+    """array (or local name) -> each (statement, what it reads of it: an Element, a local, a name)."""
+    out: dict[str, list] = {}
     for s in walk(body):
         for r in reads(s):
-            if isinstance(r, Element):
-                out.setdefault(r.array, set()).add(r)
-            elif isinstance(r, str):
-                out.setdefault(r, set()).add(None)
+            out.setdefault(name_of(r), []).append((s, r))
     return out
 
 
@@ -223,7 +225,7 @@ def array_writes(body: Sequence[Stmt]) -> dict[str, list]:
     out: dict[str, list] = {}
     for s in walk(body):
         if isinstance(s, Assign):
-            out.setdefault(s.array or s.target.name, []).append(s)
+            out.setdefault(name_of(s.target), []).append(s)
         elif isinstance(s, Code):
             for w in s.writes:
                 out.setdefault(w, []).append(s)
@@ -280,17 +282,5 @@ def _shape_text(shape: tuple) -> str:
     return f"({', '.join(map(str, shape))})"
 
 
-def nest(axes: Sequence[tuple[str, int]], body: list[Stmt], note: str = "") -> list[Stmt]:
-    """Loops over ``axes`` ((var, size) pairs, outermost first) around ``body``."""
-    for var, size in reversed(axes):
-        body = [Loop(var, (size,), body)]
-    if note:
-        if body and isinstance(body[0], Loop):
-            body[0] = replace(body[0], note=note)
-        else:
-            body = [Comment(note), *body]
-    return body
-
-
 __all__ = ["Ix", "Element", "Terms", "local", "Assign", "Loop", "Alloc", "Code", "Comment", "Stmt", "walk", "elements",
-           "reads", "array_reads", "array_writes", "map_exprs", "print_body", "nest"]
+           "reads", "name_of", "array_reads", "array_writes", "map_exprs", "print_body"]

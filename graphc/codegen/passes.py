@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 import sympy as sp
 
-from .loops import Alloc, Assign, Code, Comment, Element, Ix, Loop, Stmt, Terms, array_writes, elements, local, map_exprs, reads, walk
+from .loops import Alloc, Assign, Comment, Element, Ix, Loop, Stmt, Terms, array_reads, array_writes, elements, local, map_exprs, walk
 
 SAMPLE, BLOCK_START = "i", "i0"  # the loop over a block's samples, the block's first sample
 
@@ -77,27 +77,16 @@ def _rebuild(loop: Loop, depth: int, body: list[Stmt]) -> Loop:
 
 def _written(body: Sequence[Stmt]) -> dict:
     """array or local -> the elements written with '=' (None: written some other way)."""
-    out: dict = {}
-    for s in walk(body):
-        if isinstance(s, Assign):
-            key = s.array or s.target.name
-            out.setdefault(key, set()).add(s.target if s.op == "=" and isinstance(s.target, Element) else None)
-        elif isinstance(s, Code):
-            for w in s.writes:
-                out.setdefault(w, set()).add(None)
-    return out
+    def element(s: Stmt) -> Element | None:
+        return s.target if isinstance(s, Assign) and s.op == "=" and isinstance(s.target, Element) else None
+
+    written = {name: {element(s) for s in ws if not isinstance(s, Alloc)} for name, ws in array_writes(body).items()}
+    return {name: elems for name, elems in written.items() if elems}  # an allocation writes no element
 
 
 def _read_names(body: Sequence[Stmt]) -> dict:
     """array or local -> the elements read (None: read whole or as a local)."""
-    out: dict = {}
-    for s in walk(body):
-        for r in reads(s):
-            if isinstance(r, Element):
-                out.setdefault(r.array, set()).add(r)
-            else:
-                out.setdefault(r if isinstance(r, str) else r.name, set()).add(None)
-    return out
+    return {name: {r if isinstance(r, Element) else None for _, r in rs} for name, rs in array_reads(body).items()}
 
 
 # ---- the passes ----
@@ -106,12 +95,7 @@ def inline_single_use(body: list[Stmt]) -> list[Stmt]:
     exactly one expression reads, once and at the element written, is inlined there."""
     while True:
         allocated = {s.name for s in walk(body) if isinstance(s, Alloc)}
-        writers = array_writes(body)
-        readers: dict[str, list] = {}
-        for s in walk(body):
-            for r in reads(s):
-                name = r.array if isinstance(r, Element) else r if isinstance(r, str) else r.name
-                readers.setdefault(name, []).append((s, r))
+        writers, readers = array_writes(body), array_reads(body)
         for name in sorted(allocated):
             ws = [w for w in writers.get(name, []) if not isinstance(w, Alloc)]
             rs = readers.get(name, [])

@@ -104,17 +104,21 @@ class Forward:
         given = merge(bindings, kwargs)
         plan = self.plan
         if self._device:
-            results = cuda_runtime.forward(self, given, self._shape)
-            values = [float(r[0]) if not node.shape else r for node, r in zip(plan.results, results)]
-            return Prediction(values[0] if self.single else tuple(values))
+            return self._prediction(cuda_runtime.forward(self, given, self._shape))
         check_names(plan, given, self.inputs + self.params)
         arrays, n = bind_data(plan, given, self.dtype)
-        theta = pack_params(plan, given, self.dtype)
-        results = [np.empty(self._shape(node, n), dtype=self.dtype) for node in plan.results]
-        acc = np.zeros(max(1, plan.n_acc))
+        return self.run(arrays, n, pack_params(plan, given, self.dtype))
+
+    def run(self, arrays: list[np.ndarray], n: int | None, theta: np.ndarray) -> Prediction:
+        """The outputs for data already bound (``bind_data``: arrays and their sample count)
+        and packed parameters ``theta``; the cpu targets."""
+        results = [np.empty(self._shape(node, n), dtype=self.dtype) for node in self.plan.results]
         with threads.guard(self.target):
-            self.module.forward(*arrays, theta, acc, *results)
-        values = [float(r[0]) if not node.shape else r for node, r in zip(plan.results, results)]
+            self.module.forward(*arrays, theta, np.zeros(max(1, self.plan.n_acc)), *results)
+        return self._prediction(results)
+
+    def _prediction(self, results: list[np.ndarray]) -> Prediction:
+        values = [float(r[0]) if not node.shape else r for node, r in zip(self.plan.results, results)]
         return Prediction(values[0] if self.single else tuple(values))
 
     @staticmethod

@@ -42,7 +42,7 @@ class Validator:
             raise GraphcError(f"fit: val_data lacks {', '.join(map(repr, missing))} (it needs what data has)")
         self.patience, self.restore_best, self.dtype = patience, restore_best, dtype
         self.data = {d.name: data[d.name] for d in plan.data}
-        self.arrays, _ = bind_data(plan, self.data, dtype)  # converted once
+        self.arrays, self.n = bind_data(plan, self.data, dtype)  # converted once
         self.history: list[tuple[int, float]] = []
         self.best: tuple[float, int, dict[str, Any]] | None = None  # (loss, step, params)
         self.waited = 0
@@ -52,10 +52,7 @@ class Validator:
         if self.g._device:
             value = self.g({**self.data, **{k: params[k] for k in self.g.plan.layout}}).value
         else:
-            theta = pack_params(self.g.plan, params, self.dtype)
-            result = np.empty(1, dtype=self.dtype)
-            self.g.module.forward(*self.arrays, theta, np.zeros(max(1, self.g.plan.n_acc)), result)
-            value = float(result[0])
+            value = self.g.run(self.arrays, self.n, pack_params(self.g.plan, params, self.dtype)).value
         self.history.append((step, value))
         if self.best is None or value < self.best[0] or math.isnan(self.best[0]):
             kept = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in params.items()}

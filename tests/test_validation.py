@@ -50,3 +50,11 @@ def test_val_data_errors():
         gc.fit(LOSS, data={"x": XT, "y": YT}, init=INIT, steps=2, val_data={"x": XV})
     with pytest.raises(gc.GraphcError, match="patience"):
         gc.fit(LOSS, data={"x": XT, "y": YT}, init=INIT, steps=2, val_data={"x": XV, "y": YV}, patience=0)
+
+
+def test_validation_on_the_parallel_target_matches_cpu():
+    kw = dict(data={"x": XT, "y": YT}, init=INIT, optimizer=gc.Adam(lr=0.05), steps=30, log_every=10,
+              val_data={"x": XV, "y": YV})
+    cpu, par = gc.fit(LOSS, **kw), gc.fit(LOSS, target="parallel", **kw)
+    assert [t for t, _ in par.val_history] == [t for t, _ in cpu.val_history]
+    np.testing.assert_allclose([v for _, v in par.val_history], [v for _, v in cpu.val_history], rtol=1e-12)

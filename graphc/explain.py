@@ -817,21 +817,29 @@ def fit(*, {data_signature}init, steps, log_every=100, batch_size={batch_size}, 
 '''
 
 
+def _runner_fields(plan: Any, dtype: str) -> tuple[dict[str, Any], dict[str, tuple]]:
+    """What CHECKS and the entry points are filled with: the argument tables (data and
+    parameters, by the names the generated code spells them) and the signature; and the data
+    table."""
+    data = {spell(d.name): (d.name, tuple(None if k is N else k for k in d.shape)) for d in plan.data}
+    params = {spell(name): (name, off, tuple(shape)) for name, (off, shape) in plan.layout.items()}
+    args = list(data) + list(params)
+    fields = dict(
+        dtype=dtype, inputs=repr(data), params=repr(params), wrt=repr([spell(p.name) for p in plan.wrt]),
+        n_grads=plan.n_grads, n_acc=plan.n_acc, n_theta=plan.n_theta,
+        signature="*, " + ", ".join(args) if args else "", bound=", ".join(f"{a}={a}" for a in args),
+    )
+    return fields, data
+
+
 def export(source: str, plan: Plan, dtype: str, path: str | Path, optimizer: Any = None,
            has_train: bool = False, has_batches: bool = False, batching: dict | None = None) -> Path:
     """Write ``source`` plus a small runner as one file that needs only numpy and numba:
     keyword-only entry points named after the data and parameters (spelled as the generated
     code spells them), which check every array's dims, sizes and sample count.
     ``batching``: the defaults of the exported fit's batch_size, shuffle and seed."""
-    data = {spell(d.name): (d.name, tuple(None if k is N else k for k in d.shape)) for d in plan.data}
-    params = {spell(name): (name, off, tuple(shape)) for name, (off, shape) in plan.layout.items()}
-    args = list(data) + list(params)
+    fields, data = _runner_fields(plan, dtype)
     batching = {"batch_size": None, "shuffle": False, "seed": 0, **(batching or {})}
-    fields = dict(
-        dtype=dtype, inputs=repr(data), params=repr(params), wrt=repr([spell(p.name) for p in plan.wrt]),
-        n_grads=plan.n_grads, n_acc=plan.n_acc, n_theta=plan.n_theta,
-        signature="*, " + ", ".join(args) if args else "", bound=", ".join(f"{a}={a}" for a in args),
-    )
     text = source + CHECKS.format(**fields) + RUNNER.format(**fields)
     if has_train:
         if optimizer is None:
@@ -849,6 +857,7 @@ def export(source: str, plan: Plan, dtype: str, path: str | Path, optimizer: Any
 FORWARD = '''
 
 RESULTS = {results}  # each output's shape (None: the sample dim)
+SINGLE = {single}  # one expression (not a tuple of them) was compiled
 
 
 def outputs({signature}):
@@ -859,22 +868,19 @@ def outputs({signature}):
     results = [np.empty(tuple(n if d is None else d for d in shape) or (1,), dtype=DTYPE) for shape in RESULTS]
     forward(*arrays, pack(given), np.zeros(max(1, N_ACC)), *results)
     values = [float(r[0]) if not shape else r for shape, r in zip(RESULTS, results)]
-    return values[0] if len(values) == 1 else tuple(values)
+    return values[0] if SINGLE else tuple(values)
 '''
 
 
-def export_forward(source: str, plan: Any, dtype: str, path: str | Path) -> Path:
+def export_forward(source: str, plan: Any, dtype: str, path: str | Path, single: bool = True) -> Path:
     """A forward function (``gc.compile`` of arrays) as one file that needs only numpy and
-    numba: ``outputs(*, <data>, <params>)``, with the same argument checks as ``export``."""
-    data = {spell(d.name): (d.name, tuple(None if k is N else k for k in d.shape)) for d in plan.data}
-    params = {spell(name): (name, off, tuple(shape)) for name, (off, shape) in plan.layout.items()}
-    args = list(data) + list(params)
-    fields = dict(dtype=dtype, inputs=repr(data), params=repr(params), wrt="[]", n_grads=0, n_acc=plan.n_acc,
-                  n_theta=plan.n_theta, signature="*, " + ", ".join(args) if args else "",
-                  bound=", ".join(f"{a}={a}" for a in args),
-                  results=repr([tuple(None if k is N else k for k in r.shape) for r in plan.results]))
+    numba: ``outputs(*, <data>, <params>)``, with the same argument checks as ``export``;
+    ``single``: one expression was compiled (not a tuple), as ``g(...).value`` returns it."""
+    fields, _ = _runner_fields(plan, dtype)
+    results = repr([tuple(None if k is N else k for k in r.shape) for r in plan.results])
     path = Path(path)
-    path.write_text(source + CHECKS.format(**fields) + FORWARD.format(**fields), encoding="utf-8")
+    path.write_text(source + CHECKS.format(**fields) + FORWARD.format(results=results, single=single, **fields),
+                    encoding="utf-8")
     return path
 
 

@@ -132,7 +132,7 @@ class Forward:
     def export(self, path: str) -> str:
         """Write a standalone .py (numpy + numba only): ``outputs(*, <data>, <params>)``
         returns what ``g(...).value`` does, with every array checked first."""
-        return str(explain.export_forward(self.source, self.plan, self.dtype, path))
+        return str(explain.export_forward(self.source, self.plan, self.dtype, path, self.single))
 
     def _repr_markdown_(self) -> str:  # a notebook shows the outputs and the source (notebook.py)
         return notebook.forward_markdown(self)

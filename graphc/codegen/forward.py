@@ -82,14 +82,24 @@ class ForwardEmitter(CpuEmitter):
             lines += self.assign(store.invariants, "    ")
         if store.sums:
             lines += self.flat_views(used, "    ")
-            lines.append(f"    for i in {self.store_range}:  # each sample's outputs")
-            lines += self.loads(used, "        ", sample="i")
-            lines += self.assign(store.body, "        ")
-            lines += [f"        {self.result_element(k, idx, 'i')} = {self.expr(e)}"
-                      for (k, idx), e in zip(plan.store_targets, store.sums)]
-        lines += self.assign(plan.finish, "    ")
-        lines += [f"    {self.result_element(k, idx, None)} = {self.expr(e)}" for (k, idx), e in zip(plan.fixed_targets, plan.outputs)]
-        return lines
+        return lines + self.store_lines(used, "    ") + self.fixed_lines("    ")
+
+    def store_lines(self, used: set, indent: str) -> list[str]:
+        """The loop over the samples that stores each sample's output elements."""
+        plan, store, inner = self.plan, self.plan.stores, indent + "    "
+        if not store.sums:
+            return []
+        lines = [f"{indent}for i in {self.store_range}:  # each sample's outputs"]
+        lines += self.loads(used, inner, sample="i")
+        lines += self.assign(store.body, inner)
+        return lines + [f"{inner}{self.result_element(k, idx, 'i')} = {self.expr(e)}"
+                        for (k, idx), e in zip(plan.store_targets, store.sums)]
+
+    def fixed_lines(self, indent: str) -> list[str]:
+        """The outputs without a sample dim."""
+        plan = self.plan
+        return self.assign(plan.finish, indent) + [f"{indent}{self.result_element(k, idx, None)} = {self.expr(e)}"
+                                                   for (k, idx), e in zip(plan.fixed_targets, plan.outputs)]
 
 
 class ParallelForwardEmitter(ForwardEmitter, ParallelEmitter):
@@ -149,6 +159,10 @@ class CudaForwardEmitter(CudaEmitter):
     writes the outputs without a sample dim."""
 
     plan: ForwardPlan
+    store_range = CudaEmitter.sample_range  # grid-stride
+    # the CPU forward emitter's pieces (this class is a CudaEmitter, not a ForwardEmitter)
+    used, result_element = ForwardEmitter.used, ForwardEmitter.result_element
+    store_lines, fixed_lines = ForwardEmitter.store_lines, ForwardEmitter.fixed_lines
 
     def module(self) -> str:
         g, plan = self.g, self.plan
@@ -162,7 +176,7 @@ class CudaForwardEmitter(CudaEmitter):
     def forward(self) -> str:
         plan, store = self.plan, self.plan.stores
         results = ", ".join(result_name(k) for k in range(len(plan.results)))
-        used = ForwardEmitter.used(self)
+        used = self.used()
         lines = [
             self.kernel,
             f"def forward({self.data_args('theta', 'acc')}, {results}):",
@@ -171,14 +185,7 @@ class CudaForwardEmitter(CudaEmitter):
             *self.loads(used, "    "),
             *self.assign(store.invariants, "    "),
         ]
-        emit = ForwardEmitter.result_element
-        if store.sums:
-            lines.append(f"    for i in {self.sample_range}:")
-            lines += self.loads(used, "        ", sample="i")
-            lines += self.assign(store.body, "        ")
-            lines += [f"        {emit(self, k, idx, 'i')} = {self.expr(e)}" for (k, idx), e in zip(plan.store_targets, store.sums)]
+        lines += self.store_lines(used, "    ")
         if plan.fixed_targets:
-            lines.append("    if cuda.grid(1) == 0:")
-            lines += self.assign(plan.finish, "        ")
-            lines += [f"        {emit(self, k, idx, None)} = {self.expr(e)}" for (k, idx), e in zip(plan.fixed_targets, plan.outputs)]
+            lines += ["    if cuda.grid(1) == 0:", *self.fixed_lines("        ")]
         return "\n".join(lines)

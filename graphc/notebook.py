@@ -55,12 +55,16 @@ def forward_markdown(g: Any) -> str:
     return "\n\n".join([head, _source_block(g.source)])
 
 
+def _fit_summary(res: Any) -> str:
+    """Steps, time, optimizer, last loss and why the fit stopped, as plain text."""
+    loss = f"{res.loss:.6g}" if res.loss is not None else "(not logged)"
+    stopped = f", stopped: {res.stopped}" if res.stopped else ""
+    return f"{res.steps} steps in {res.seconds:.3g} s, {type(res.optimizer).__name__}, last loss {loss}{stopped}"
+
+
 def fit_markdown(res: Any) -> str:
     """A fit: steps, time, last loss, why it stopped, and the parameters."""
-    stopped = f", stopped: {res.stopped}" if res.stopped else ""
-    loss = f"{res.loss:.6g}" if res.loss is not None else "(not logged)"
-    lines = [f"**graphc fit** &mdash; {res.steps} steps in {res.seconds:.3g} s, {type(res.optimizer).__name__}, "
-             f"last loss {loss}{stopped}", "", "| parameter | value |", "|---|---|"]
+    lines = [f"**graphc fit** &mdash; {_fit_summary(res)}", "", "| parameter | value |", "|---|---|"]
     lines += [f"| `{name}` | {_value(v)} |" for name, v in res.params.items()]
     return "\n".join(lines)
 
@@ -90,10 +94,7 @@ def fit_html(res: Any) -> str:
     """The fit's summary as HTML, with the loss curve inline when matplotlib is there."""
     rows = "".join(f"<tr><td><code>{html.escape(n)}</code></td><td>{html.escape(_value(v))}</td></tr>"
                    for n, v in res.params.items())
-    loss = f"{res.loss:.6g}" if res.loss is not None else "(not logged)"
-    text = (f"<p><b>graphc fit</b> &mdash; {res.steps} steps in {res.seconds:.3g} s, "
-            f"{html.escape(type(res.optimizer).__name__)}, last loss {loss}"
-            f"{', stopped: ' + html.escape(str(res.stopped)) if res.stopped else ''}</p>"
+    text = (f"<p><b>graphc fit</b> &mdash; {html.escape(_fit_summary(res))}</p>"
             f"<table><tr><th>parameter</th><th>value</th></tr>{rows}</table>")
     png = loss_curve_png(res)
     return text + (f'<img alt="loss curve" src="data:image/png;base64,{png}"/>' if png else "")

@@ -160,6 +160,15 @@ class Lowering:
         self.temps.append((sym, expr))
         return sym
 
+    def theta_index(self, layout: dict[str, tuple[int, tuple]]) -> dict[sp.Symbol, int]:
+        """Where each parameter symbol made here lives in theta, given the plan's layout."""
+        return {s: layout[node.name][0] + _flat(idx, node.shape) for s, (node, idx) in self.param_symbols.items()}
+
+    def passes(self) -> list[Loop]:
+        """The accumulators grouped into passes over the samples, in phase order."""
+        count = max((ph for _, ph in self.accumulators), default=-1) + 1
+        return [Loop([a for a, ph in self.accumulators if ph == k]) for k in range(count)]
+
     def lower(self, node: Node) -> Elems:
         return RULES[node.op](self, node, [self.memo[id(i)] for i in node.inputs])
 
@@ -289,12 +298,17 @@ RULES: dict[str, Callable[[Lowering, Node, list[Elems]], Elems]] = {
 _number = fold.number
 
 
+def _stages(timings: Any) -> Callable[[str], Any]:
+    """``timings.stage`` (compile.Timings), or a context that times nothing."""
+    return timings.stage if timings is not None else lambda name: contextlib.nullcontext()
+
+
 # ---- the stage entry point ----------------------------------------------------------------
 def fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params: Sequence[Node],
          data: Sequence[Node], timings: Any = None) -> Plan:
     """Lower loss and gradients, group accumulators into loops, CSE each loop.
     ``timings`` (compile.Timings), if given, gets the seconds of 'schedule' and 'cse'."""
-    stage = timings.stage if timings is not None else lambda name: contextlib.nullcontext()
+    stage = _stages(timings)
     with distribute(False):  # keep 2*(r) a product, so r stays shared with the loss
         return _fuse(loss, wrt, grads, params, data, stage)
 
@@ -312,9 +326,7 @@ def _fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], param
             elems = low(g) if g is not None else {}
             outputs += [elems.get(idx, sp.Integer(0)) for idx in fixed_indices(p.shape)]
         frozen, layout = param_layout(wrt, params)
-        param_symbols = {s: layout[node.name][0] + _flat(idx, node.shape) for s, (node, idx) in low.param_symbols.items()}
-        nloops = max((ph for _, ph in low.accumulators), default=-1) + 1
-        loops = [Loop([a for a, ph in low.accumulators if ph == k]) for k in range(nloops)]
+        param_symbols, loops = low.theta_index(layout), low.passes()
         outputs = _name_accumulators(loops, outputs, loss, wrt)
     with stage("cse"):
         temps = sp.numbered_symbols("t", real=True)
@@ -391,7 +403,7 @@ def fuse_forward(results: Sequence[Node], params: Sequence[Node], data: Sequence
                  timings: Any = None) -> ForwardPlan:
     """Lower ``results`` (any shapes) for a forward function: the fused schedule's passes for
     the sums they read, then a pass that stores the per-sample elements."""
-    stage = timings.stage if timings is not None else lambda name: contextlib.nullcontext()
+    stage = _stages(timings)
     with distribute(False), stage("schedule"):
         low = Lowering()
         stores, store_targets, fixed, fixed_targets = [], [], [], []
@@ -405,9 +417,7 @@ def fuse_forward(results: Sequence[Node], params: Sequence[Node], data: Sequence
                     fixed.append(elems[idx])
                     fixed_targets.append((k, idx))
         frozen, layout = param_layout([], params)
-        param_symbols = {s: layout[node.name][0] + _flat(idx, node.shape) for s, (node, idx) in low.param_symbols.items()}
-        nloops = max((ph for _, ph in low.accumulators), default=-1) + 1
-        loops = [Loop([a for a, ph in low.accumulators if ph == k]) for k in range(nloops)]
+        param_symbols, loops = low.theta_index(layout), low.passes()
         store = Loop([Accumulator(sp.Symbol(f"o{j}", real=True), e, "") for j, e in enumerate(stores)])
     with distribute(False), stage("cse"):
         temps = sp.numbered_symbols("t", real=True)

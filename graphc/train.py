@@ -71,10 +71,8 @@ class FitResult:
     def predict(self, expr: Any, data: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
         """``expr`` (an expression, or a tuple of them) on new ``data`` with the fitted
         parameters bound: an ndarray of its shape (a tuple of them). Compiled once per
-        expression; runs on the fit's target where that has forward functions, else on cpu."""
+        expression; runs on the fit's target (cpu for a loaded checkpoint)."""
         target = self.compiled.target if self.compiled is not None else "cpu"
-        if not targets.get(target).forward:
-            target = "cpu"
         return forward.predict(expr, self.params, merge(data, kwargs), target, self.dtype)
 
     def plot_history(self, path: Any = None, ax: Any = None) -> Any:

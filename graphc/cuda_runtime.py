@@ -206,19 +206,33 @@ def _emitter_names(compiled: Any) -> tuple[int, dict[str, str]]:
 
 
 # ---- evaluation ---------------------------------------------------------------------------
-def evaluate_device(compiled: Any, given: Mapping[str, Any]) -> tuple[Any, Any]:
-    """Loss and gradient at the bound point, as device arrays ``(loss[1], grad[n_grads])``."""
+def _bind(compiled: Any, given: Mapping[str, Any]) -> tuple[Any, list[Any], int | None, Any, int, dict[str, str]]:
+    """numba.cuda, the data and the parameters on the device, the sample count, and the
+    module's threads per block and kernel names: what every launch sequence starts with."""
     cuda = require()
     plan = compiled.plan
     check_names(plan, given, compiled.inputs + compiled.params)
     arrays, n = bind_device_data(cuda, plan, given, compiled.dtype)
     theta = cuda.to_device(pack_params(plan, host_values(cuda, {k: given[k] for k in plan.layout}), compiled.dtype))
     threads, names = _emitter_names(compiled)
+    return cuda, arrays, n, theta, threads, names
+
+
+def _passes(compiled: Any, count: int, names: dict[str, str], blocks: int, threads: int, arrays: list[Any],
+            theta: Any, ws: Workspace) -> None:
+    """The first ``count`` pass kernels: their sums go to ws.acc."""
+    for k in range(count):
+        _launch(compiled, names[f"pass_{k}"], blocks, threads, *arrays, theta, ws.acc, ws.part, ws.nblocks, ws.stopped)
+
+
+def evaluate_device(compiled: Any, given: Mapping[str, Any]) -> tuple[Any, Any]:
+    """Loss and gradient at the bound point, as device arrays ``(loss[1], grad[n_grads])``."""
+    cuda, arrays, n, theta, threads, names = _bind(compiled, given)
+    plan = compiled.plan
     blocks = blocks_for(cuda, n, threads) if plan.loops else 1
     ws = Workspace(cuda, plan, blocks)
     loss = cuda.to_device(np.zeros(1))
-    for k in range(len(plan.loops) - 1):
-        _launch(compiled, names[f"pass_{k}"], blocks, threads, *arrays, theta, ws.acc, ws.part, ws.nblocks, ws.stopped)
+    _passes(compiled, len(plan.loops) - 1, names, blocks, threads, arrays, theta, ws)  # the last is in evaluate
     _launch(compiled, "evaluate", blocks, threads, *arrays, theta, ws.acc, ws.part, ws.nblocks, ws.stopped,
             ws.grad, loss)
     return loss, ws.grad
@@ -234,17 +248,12 @@ def evaluate(compiled: Any, given: Mapping[str, Any]) -> Result:
 def forward(g: Any, given: Mapping[str, Any], shape_of: Callable[[Any, int | None], tuple]) -> list[np.ndarray]:
     """A forward function's outputs (``forward.Forward`` on target 'cuda'): every pass kernel,
     then the ``forward`` kernel; ``shape_of(node, n)`` is each output array's shape."""
-    cuda = require()
+    cuda, arrays, n, theta, threads, names = _bind(g, given)
     plan = g.plan
-    check_names(plan, given, g.inputs + g.params)
-    arrays, n = bind_device_data(cuda, plan, given, g.dtype)
-    theta = cuda.to_device(pack_params(plan, host_values(cuda, {k: given[k] for k in plan.layout}), g.dtype))
-    threads, names = _emitter_names(g)
-    blocks = blocks_for(cuda, n, threads)
+    blocks = blocks_for(cuda, n, threads)  # the store kernel visits the samples even without sums
     ws = Workspace(cuda, plan, blocks)
     results = [cuda.to_device(np.zeros(shape_of(node, n), dtype=g.dtype)) for node in plan.results]
-    for k in range(len(plan.loops)):
-        _launch(g, names[f"pass_{k}"], blocks, threads, *arrays, theta, ws.acc, ws.part, ws.nblocks, ws.stopped)
+    _passes(g, len(plan.loops), names, blocks, threads, arrays, theta, ws)
     _launch(g, "forward", blocks, threads, *arrays, theta, ws.acc, *results)
     return [r.copy_to_host() for r in results]
 
@@ -291,8 +300,7 @@ def _run_steps(compiled: Any, names: dict, blocks: int, threads: int, arrays: li
     """One launch per pass per step, queued without waiting: the host never reads the device."""
     passes = len(compiled.plan.loops)
     common = (*arrays, theta, ws.acc, ws.part, ws.nblocks, ws.stopped)
-    for k in range(passes - 1):  # the first step compiles (and is timed as 'numba')
-        _launch(compiled, names[f"pass_{k}"], blocks, threads, *common)
+    _passes(compiled, passes - 1, names, blocks, threads, arrays, theta, ws)  # the first step compiles ('numba')
     _launch(compiled, names["train_step"], blocks, threads, *common, ws.grad, hyper, state, 0, count, log_every,
             history)
     kernels = [configured(compiled, names[f"pass_{k}"], blocks, threads) for k in range(passes - 1)]

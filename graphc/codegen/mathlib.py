@@ -483,8 +483,9 @@ def call(helper: str, arg: str) -> str:
 def bindings(helpers: Iterable[str], indent: str) -> list[str]:
     """The first lines of a function that calls ``helpers``: each one's constants as a local
     (``tanh_c = TANH_C.copy()``), made once per call of the function, not per sample."""
+    called = set(helpers)
     return [f"{indent}{local} = {array}.copy()  # constants as run-time values (see {array})"
-            for helper, (array, local) in CONSTANTS.items() if helper in set(helpers)]
+            for helper, (array, local) in CONSTANTS.items() if helper in called]
 
 
 LOOP = '''

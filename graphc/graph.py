@@ -9,7 +9,6 @@ from __future__ import annotations
 import builtins
 import itertools
 import keyword
-import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -60,7 +59,22 @@ RESERVED = frozenset(
 # Names codegen makes: CSE temporaries, sums, per-sample temporaries, loop functions, blocked
 # arrays, loop indices, constants (t0, s1, h2, sums_0, v3, j0, const0, batch_0), and names it
 # derives from a leaf (x_i, xx_i1_0, c_v, X_flat, W_0_1, grad_a); see code_names.
-_DERIVED = re.compile(r"(t|s|h|sums_|v|j|const|batch_)\d+|.*_(i|i1|v|flat)(_\d+)*|.*_\d+|grad_.*")
+_NUMBERED = ("sums_", "const", "batch_", "t", "s", "h", "v", "j")  # each followed by digits
+_SUFFIXES = ("i", "i1", "v", "flat")  # after a "_", then maybe "_<digits>" parts
+
+
+def _derived(base: str) -> bool:
+    """Whether codegen makes or derives the identifier ``base``: a numbered name (t0, sums_1),
+    a name ending in _<digits> or in _i, _i1, _v or _flat (then maybe _<digits> parts), or
+    grad_<anything>."""
+    if base.startswith("grad_"):
+        return True
+    if any(base.startswith(p) and base[len(p):].isdigit() for p in _NUMBERED):
+        return True
+    parts = base.split("_")
+    if len(parts) > 1 and parts[-1].isdigit():
+        return True
+    return len(parts) > 1 and parts[-1] in _SUFFIXES
 
 
 def check_name(name: Any, what: str = "name") -> str:
@@ -89,7 +103,7 @@ def spell(name: str) -> str:
     left, a name derived from a spelled leaf (``grad_n_`` from ``n``) equal to another leaf's
     (``grad_n`` -> ``grad_n_``), is an InvalidName naming both (``_check_code_names``)."""
     base = name.replace(".", "_")
-    return base + "_" if base in RESERVED or _DERIVED.fullmatch(base) or base.endswith("_") else base
+    return base + "_" if base in RESERVED or _derived(base) or base.endswith("_") else base
 
 
 def code_names(node: "Node") -> list[str]:

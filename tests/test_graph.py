@@ -108,3 +108,21 @@ def test_user_inputs_are_not_mutated_by_constants():
     e = gc.data("x")[:, None] * arr
     arr[0] = 100.0
     assert e.inputs[1].attr("value")[0] == 1.0
+
+
+def test_derived_names_are_the_pattern_codegen_uses():
+    """graph._derived (what spell gives a trailing _) against the pattern it was written from,
+    on every name built from the pieces that matter."""
+    import itertools
+    import re
+
+    from graphc.graph import _derived
+
+    pattern = re.compile(r"(t|s|h|sums_|v|j|const|batch_)\d+|.*_(i|i1|v|flat)(_\d+)*|.*_\d+|grad_.*")
+    pieces = ["", "t", "s", "h", "v", "j", "x", "sums", "const", "batch", "grad", "i", "i1", "flat", "0", "12", "_", "a",
+              "_i", "_i1", "_v", "_flat", "_0", "_12", "sums_", "batch_", "grad_"]
+    names = {"".join(p) for k in (1, 2, 3) for p in itertools.product(pieces, repeat=k)}
+    names = {n for n in names if n.isidentifier()}
+    assert len(names) > 3000
+    for name in names:
+        assert _derived(name) == bool(pattern.fullmatch(name)), name

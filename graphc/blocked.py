@@ -20,84 +20,21 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass, field, fields
-from functools import cached_property
 from typing import Sequence
+
+import sympy as sp
 
 from . import targets
 from .errors import UnsupportedError
 from .graph import N, Node, spell, toposort
 from .indexing import fixed_shape, per_sample
-from .schedule import Layout, param_layout
+from .plan import Accumulator, Blocked, Plan, param_layout
 
 SCHEDULES = ("auto", "fused", "blocked")
 WIDE = 64  # auto: a per-sample contraction with a weight this large runs blocked
 SMALL = 4  # a contraction over at most this many products per element is printed as their sum
 BLOCK_ELEMENTS = 65536  # rows per block * the widest per-sample node: 256 rows at width 256 (measured best)
 INLINE = ("elementwise", "broadcast_to", "transpose", "index", "stop_gradient")  # element views
-
-
-@dataclass
-class Accumulator:
-    """A sum over the samples: ``node``'s value, added up block by block in pass ``pass_``."""
-
-    node: Node
-    pass_: int
-    offset: int  # first slot in acc
-    shape: tuple  # fixed shape (the value's shape)
-    name: str = ""
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-
-@dataclass
-class BlockPlan(Layout):
-    """What ``codegen/blocked.py`` prints; the runtime reads the same fields as on a Plan."""
-
-    loss: Node
-    wrt: list[Node]
-    frozen: list[Node]
-    data: list[Node]
-    layout: dict[str, tuple[int, tuple]]
-    grads: dict[str, Node | None]
-    zero_grads: list[str]
-    accumulators: list[Accumulator]
-    materialize: set[int]  # nodes kept in arrays (the rest are inlined into their consumers)
-    rows: int  # samples per block
-    blas: bool  # contractions call np.dot (SciPy present) rather than printed loops
-    kind: str = "blocked"
-
-    def __getstate__(self) -> dict:
-        """For the plan cache: the fields, with ``materialize`` as the nodes themselves (in
-        topological order) rather than their ids, which mean nothing in another process;
-        derived values (``acc_of``) are recomputed after loading."""
-        state = {f.name: getattr(self, f.name) for f in fields(self)}
-        state["materialize"] = [n for n in toposort(self._outputs()) if id(n) in self.materialize]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, materialize={id(n) for n in state["materialize"]})
-
-    def _outputs(self) -> list[Node]:
-        return [self.loss] + [g for g in self.grads.values() if g is not None]
-
-    @cached_property
-    def acc_of(self) -> dict[int, Accumulator]:
-        """The accumulator of each node that is a sum over the samples (by node id)."""
-        return {id(a.node): a for a in self.accumulators}
-
-    @property
-    def n_acc(self) -> int:
-        return sum(a.size for a in self.accumulators)
-
-    @property
-    def pass_sizes(self) -> list[int]:
-        sizes = [0] * (max((a.pass_ for a in self.accumulators), default=-1) + 1)
-        for a in self.accumulators:
-            sizes[a.pass_] += a.size
-        return sizes
 
 
 def reduces_samples(node: Node) -> bool:
@@ -143,35 +80,30 @@ def choose(loss: Node, grads: dict[Node, Node | None], target: str, extra: Seque
 
 
 def plan(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params: Sequence[Node],
-         data: Sequence[Node]) -> BlockPlan:
+         data: Sequence[Node]) -> Plan:
     outputs = [loss] + [g for p in wrt if (g := grads[p]) is not None]
     named = {id(g): f"grad_{spell(p.name)}" for p in wrt if (g := grads[p]) is not None}
     named[id(loss)] = "loss"
-    accumulators, materialize, rows = _analyse(outputs, named)
-    frozen, layout = param_layout(wrt, params)
-    return BlockPlan(loss, list(wrt), frozen, list(data), layout, {p.name: grads[p] for p in wrt},
-                     [p.name for p in wrt if grads[p] is None], accumulators, materialize, rows, blas_available())
+    accumulators, kept, rows = _analyse(outputs, named)
+    frozen, layout = param_layout(list(wrt), list(params))
+    lowered = Blocked({p.name: grads[p] for p in wrt}, kept, rows, blas_available())
+    return Plan(loss, list(wrt), frozen, list(data), layout, [p.name for p in wrt if grads[p] is None],
+                accumulators, lowered)
 
 
-@dataclass
-class BlockForwardPlan(BlockPlan):
-    """A forward function's blocked plan (``gc.compile`` of wide layers' outputs): the
-    passes for the sums ``results`` read, then a loop over the blocks that stores them."""
-
-    results: list[Node] = field(default_factory=list)
-    forward = True
-
-
-def forward_plan(results: Sequence[Node], params: Sequence[Node], data: Sequence[Node]) -> BlockForwardPlan:
-    accumulators, materialize, rows = _analyse(list(results), {})
-    frozen, layout = param_layout([], params)
-    return BlockForwardPlan(results[0], [], frozen, list(data), layout, {}, [], accumulators, materialize, rows,
-                            blas_available(), results=list(results))
+def forward_plan(results: Sequence[Node], params: Sequence[Node], data: Sequence[Node]) -> Plan:
+    """A forward function's blocked plan (``gc.compile`` of wide layers' outputs): the passes
+    for the sums ``results`` read, then a loop over the blocks that stores them."""
+    accumulators, kept, rows = _analyse(list(results), {})
+    frozen, layout = param_layout([], list(params))
+    return Plan(results[0], [], frozen, list(data), layout, [], accumulators,
+                Blocked({}, kept, rows, blas_available()), list(results))
 
 
-def _analyse(outputs: list[Node], named: dict[int, str]) -> tuple[list[Accumulator], set[int], int]:
+def _analyse(outputs: list[Node], named: dict[int, str]) -> tuple[list[Accumulator], list[Node], int]:
     """The accumulators (each sum over the samples, its pass and slot; ``named``: names of
-    those that are outputs), the nodes kept in arrays, and the rows per block."""
+    those that are outputs), the nodes kept in arrays (in topological order), and the rows
+    per block."""
     order = toposort(outputs)
     readers: dict[int, list[Node]] = {}
     for node in order:
@@ -183,11 +115,11 @@ def _analyse(outputs: list[Node], named: dict[int, str]) -> tuple[list[Accumulat
         return len(readers.get(id(node), [])) + (id(node) in finished)
 
     stage: dict[int, int] = {}
-    accumulators: list[Accumulator] = []
+    sums: list[tuple[int, Node]] = []  # (pass, node) of each sum over the samples
     for node in order:
         first = max((stage[id(i)] for i in node.inputs), default=0)
         if reduces_samples(node):
-            accumulators.append(Accumulator(node, first, 0, fixed_shape(node)))
+            sums.append((first, node))
             stage[id(node)] = first + 1
         else:
             if any(per_sample(i) for i in node.inputs) and not per_sample(node):
@@ -210,12 +142,11 @@ def _analyse(outputs: list[Node], named: dict[int, str]) -> tuple[list[Accumulat
             if not (node.op == "transpose" and node.ndim == 2 and not per_sample(node)):  # W.T is a view
                 materialize.add(id(node))
 
-    accumulators.sort(key=lambda a: a.pass_)
-    offset = 0
-    for k, a in enumerate(accumulators):  # a sum that IS an output is named after it
-        a.offset = offset
-        a.name = named.get(id(a.node), f"s{k}") if a.node.op != "mean" else f"s{k}"
-        offset += a.size
+    accumulators, offset = [], 0
+    for k, (pass_, node) in enumerate(sorted(sums, key=lambda t: t[0])):  # a sum that IS an output is named after it
+        name = named.get(id(node), f"s{k}") if node.op != "mean" else f"s{k}"
+        accumulators.append(Accumulator(sp.Symbol(name, real=True), fixed_shape(node), pass_, offset, node=node))
+        offset += accumulators[-1].size
     widest = max((math.prod(fixed_shape(n)) for n in order if per_sample(n)), default=1)
     rows = 1 << max(6, min(11, int(math.log2(max(1, BLOCK_ELEMENTS // max(1, widest))))))
-    return accumulators, materialize, rows
+    return accumulators, [n for n in order if id(n) in materialize], rows

@@ -11,12 +11,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, explain, forward, loader, notebook, plancache, targets, threads
-from .blocked import BlockPlan
 from .errors import GraphcError, UnsupportedError
 from .graph import Graph, Node, NodeMemo, format_shape, resolve_wrt
 from .runtime import Binder, Result, check_names, dtype_name, merge
 from . import schedule as schedule_
-from .schedule import Plan, fuse
+from .plan import Plan
+from .schedule import fuse
 from .timings import Timings
 
 
@@ -41,7 +41,7 @@ def compile(loss: Node, wrt: Sequence[Node] | None = None, target: str = "cpu", 
         return hit
     timings = Timings()
 
-    def build() -> tuple[Plan | BlockPlan, str]:
+    def build() -> tuple[Plan, str]:
         plan = make_plan(loss, wrt, timings, schedule, target)          # graph, autodiff, schedule
         with timings.stage("codegen"):
             source = codegen.emit(plan, target, codegen.check_dtype(dtype))  # readable Python for Numba
@@ -104,7 +104,7 @@ def _environment() -> tuple:
 
 
 def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule: str = "auto",
-              target: str = "cpu", hessian: bool = False) -> Plan | BlockPlan:
+              target: str = "cpu", hessian: bool = False) -> Plan:
     """Graph and gradients lowered and scheduled; memoised per (loss, wrt, schedule).
     ``hessian``: the exact Hessian's upper triangle too (second-order optimizers; fused,
     scalar parameters)."""
@@ -204,7 +204,7 @@ class Compiled:
     @property
     def schedule(self) -> str:
         """The schedule the plan was made with: "fused" or "blocked"."""
-        return self.plan.kind
+        return self.plan.schedule
 
     # ---- inspection (graphc/explain.py; fused plans per element, blocked ones in index notation) ----
     @property

@@ -130,10 +130,10 @@ class Workspace:
     """The device buffers one launch sequence needs: sums, block partials, tickets, gradient."""
 
     def __init__(self, cuda: Any, plan: Any, blocks: int) -> None:
-        width = max((len(loop.accumulators) for loop in plan.loops), default=1)
+        width = max((len(loop.accumulators) for loop in plan.lowered.loops), default=1)
         self.acc = cuda.to_device(np.zeros(max(1, len(plan.accumulators))))
         self.part = cuda.to_device(np.zeros((blocks, width)))
-        self.nblocks = cuda.to_device(np.zeros(max(1, len(plan.loops)), dtype=np.int32))
+        self.nblocks = cuda.to_device(np.zeros(max(1, len(plan.lowered.loops)), dtype=np.int32))
         self.stopped = cuda.to_device(np.array([-1], dtype=np.int64))
         self.grad = cuda.to_device(np.zeros(max(1, plan.n_grads)))
 
@@ -229,10 +229,10 @@ def evaluate_device(compiled: Any, given: Mapping[str, Any]) -> tuple[Any, Any]:
     """Loss and gradient at the bound point, as device arrays ``(loss[1], grad[n_grads])``."""
     cuda, arrays, n, theta, threads, names = _bind(compiled, given)
     plan = compiled.plan
-    blocks = blocks_for(cuda, n, threads) if plan.loops else 1
+    blocks = blocks_for(cuda, n, threads) if plan.lowered.loops else 1
     ws = Workspace(cuda, plan, blocks)
     loss = cuda.to_device(np.zeros(1))
-    _passes(compiled, len(plan.loops) - 1, names, blocks, threads, arrays, theta, ws)  # the last is in evaluate
+    _passes(compiled, len(plan.lowered.loops) - 1, names, blocks, threads, arrays, theta, ws)  # the last is in evaluate
     _launch(compiled, "evaluate", blocks, threads, *arrays, theta, ws.acc, ws.part, ws.nblocks, ws.stopped,
             ws.grad, loss)
     return loss, ws.grad
@@ -253,7 +253,7 @@ def forward(g: Any, given: Mapping[str, Any], shape_of: Callable[[Any, int | Non
     blocks = blocks_for(cuda, n, threads)  # the store kernel visits the samples even without sums
     ws = Workspace(cuda, plan, blocks)
     results = [cuda.to_device(np.zeros(shape_of(node, n), dtype=g.dtype)) for node in plan.results]
-    _passes(g, len(plan.loops), names, blocks, threads, arrays, theta, ws)
+    _passes(g, len(plan.lowered.loops), names, blocks, threads, arrays, theta, ws)
     _launch(g, "forward", blocks, threads, *arrays, theta, ws.acc, *results)
     return [r.copy_to_host() for r in results]
 
@@ -267,7 +267,7 @@ def trainer(compiled: Any, data: Mapping[str, Any]) -> tuple[Callable[..., int],
     plan = compiled.plan
     arrays, n = bind_device_data(cuda, plan, data, compiled.dtype)
     threads, names = _emitter_names(compiled)
-    one_block = not plan.loops or n <= options.one_block_n
+    one_block = not plan.lowered.loops or n <= options.one_block_n
     blocks = 1 if one_block else blocks_for(cuda, n, threads)
     ws = Workspace(cuda, plan, blocks)
 
@@ -298,7 +298,7 @@ def trainer(compiled: Any, data: Mapping[str, Any]) -> tuple[Callable[..., int],
 def _run_steps(compiled: Any, names: dict, blocks: int, threads: int, arrays: list, theta: Any, ws: Workspace,
                hyper: Any, state: Any, count: int, steps: int, log_every: int, history: Any) -> None:
     """One launch per pass per step, queued without waiting: the host never reads the device."""
-    passes = len(compiled.plan.loops)
+    passes = len(compiled.plan.lowered.loops)
     common = (*arrays, theta, ws.acc, ws.part, ws.nblocks, ws.stopped)
     _passes(compiled, passes - 1, names, blocks, threads, arrays, theta, ws)  # the first step compiles ('numba')
     _launch(compiled, names["train_step"], blocks, threads, *common, ws.grad, hyper, state, 0, count, log_every,

@@ -4,8 +4,8 @@ Everything here reads a plan (and, for ``export``, the generated source); nothin
 into compilation. ``Compiled`` exposes it as ``f.gradients``, ``f.latex()``, ``f.graph``,
 ``f.stats`` and ``f.export(path)``.
 
-A fused ``schedule.Plan`` holds one scalar SymPy expression per element, which is what
-``gradients`` and ``latex`` show. A ``blocked.BlockPlan`` (wide layers) keeps the gradients
+A fused ``Plan`` (``plan.Fused``) holds one scalar SymPy expression per element, which is
+what ``gradients`` and ``latex`` show. A blocked one (``plan.Blocked``, wide layers) keeps the gradients
 as tensor-level graph nodes; they are shown in index notation instead (``Indexing``):
 one SymPy expression per parameter with symbolic indices, ``d(loss)/d(W[j, k])``, in which
 every contraction and reduction is a ``Sum`` over its index, never unrolled.
@@ -30,7 +30,8 @@ from .errors import GraphcError, UnsupportedError
 from .graph import N, Graph, Node, spell, toposort
 from .ops import fixed_indices
 from .indexing import broadcast_map, view_source
-from .schedule import N_SYMBOL, Plan
+from .plan import Plan
+from .schedule import N_SYMBOL
 
 SAMPLE = sp.Symbol("i", integer=True, nonnegative=True)  # the sample index in exact forms
 
@@ -50,13 +51,13 @@ def user_symbols(plan: Plan, exact: bool) -> dict[sp.Symbol, sp.Expr]:
     ``exact`` indexes per-sample data by the sample: ``x[i]``; otherwise ``x`` is one sample.
     """
     out: dict[sp.Symbol, sp.Expr] = {}
-    for sym, load in plan.loads.items():
+    for sym, load in plan.lowered.loads.items():
         out[sym] = _element(load.array.name, load.index, sample=exact)
-    for sym, load in plan.fixed_loads.items():
+    for sym, load in plan.lowered.fixed_loads.items():
         out[sym] = _element(load.array.name, load.index, sample=False)
     owner = {off: (name, shape) for name, (off, shape) in plan.layout.items()}
     starts = sorted(owner)
-    for sym, k in plan.param_symbols.items():
+    for sym, k in plan.lowered.param_symbols.items():
         off = max(s for s in starts if s <= k)
         name, shape = owner[off]
         idx = _unravel(k - off, shape)
@@ -74,8 +75,8 @@ def _unravel(flat: int, shape: tuple) -> tuple:
 
 def _uncse(plan: Plan) -> list[sp.Expr]:
     """The plan's outputs [loss, grads...] with the after-loop CSE temporaries substituted back."""
-    outputs = list(plan.outputs)
-    for sym, expr in reversed(plan.finish):
+    outputs = list(plan.lowered.outputs)
+    for sym, expr in reversed(plan.lowered.finish):
         outputs = [o.xreplace({sym: expr}) for o in outputs]
     return [fold.plain(o) for o in outputs]
 
@@ -179,11 +180,11 @@ def _tex_name(name: str) -> str:
 def _tex_symbols(plan: Plan) -> dict[sp.Symbol, str]:
     """Plan symbols -> LaTeX: ``{a}``, ``x_{i}``, ``\\mathrm{lin\\_weight}_{0,1}``."""
     names: dict[sp.Symbol, str] = {}
-    for sym, load in list(plan.loads.items()) + list(plan.fixed_loads.items()):
-        idx = (["i"] if sym in plan.loads else []) + [str(k) for k in load.index]
+    for sym, load in list(plan.lowered.loads.items()) + list(plan.lowered.fixed_loads.items()):
+        idx = (["i"] if sym in plan.lowered.loads else []) + [str(k) for k in load.index]
         names[sym] = _tex_name(load.array.name) + ("_{" + ",".join(idx) + "}" if idx else "")
     for sym, elem in user_symbols(plan, exact=False).items():
-        if sym in plan.param_symbols:
+        if sym in plan.lowered.param_symbols:
             if isinstance(elem, sp.Indexed):
                 names[sym] = _tex_name(str(elem.base)) + "_{" + ",".join(map(str, elem.indices)) + "}"
             else:  # braces: the LaTeX parser reads a bare "d x" as a differential
@@ -348,7 +349,7 @@ def stats(plan: Plan, dtype: str = "float64") -> Stats:
     before, after = Counter(), Counter()
     nbytes, temps = 0, 0
     itemsize = 4 if dtype == "float32" else 8
-    for loop in plan.loops:
+    for loop in plan.lowered.loops:
         for acc in loop.accumulators:
             count_ops(acc.summand, before)
         for _, expr in loop.body:
@@ -358,13 +359,13 @@ def stats(plan: Plan, dtype: str = "float64") -> Stats:
         before["add"] += len(loop.accumulators)  # acc += term
         after["add"] += len(loop.accumulators)
         used = set().union(*(e.free_symbols for _, e in loop.body), *(s.free_symbols for s in loop.sums))
-        nbytes += itemsize * sum(1 for s in plan.loads if s in used)
+        nbytes += itemsize * sum(1 for s in plan.lowered.loads if s in used)
         temps += len(loop.body) + len(loop.invariants)
     per_call = Counter()
-    for _, expr in plan.finish:
+    for _, expr in plan.lowered.finish:
         count_ops(expr, per_call)
     before, after = (Counter({k: v for k, v in c.items() if v}) for c in (before, after))
-    return Stats(dict(before), dict(after), nbytes, len(plan.loops), len(plan.accumulators), temps,
+    return Stats(dict(before), dict(after), nbytes, len(plan.lowered.loops), len(plan.accumulators), temps,
                  dtype, dict(per_call))
 
 
@@ -374,7 +375,7 @@ DUMMIES = ("h", "m", "r", "s", "t", "u", "v", "w")  # one per contracted or redu
 
 
 def _blocked(plan: Any) -> bool:
-    return getattr(plan, "kind", "fused") == "blocked"
+    return plan.schedule == "blocked"
 
 
 class Sum(sp.Sum):
@@ -405,7 +406,7 @@ class Indexing:
     ``Sum`` of 256 terms. Index names avoid every name in the graph."""
 
     def __init__(self, plan: Any) -> None:
-        self.nodes = toposort([plan.loss] + [g for g in plan.grads.values() if g is not None])
+        self.nodes = toposort([plan.loss] + [g for g in plan.lowered.grads.values() if g is not None])
         taken = {n.name for n in self.nodes if n.name is not None} | {SAMPLE.name, N_SYMBOL.name}
         names = self._names(taken)
         rank = max((len(p.shape) for p in plan.wrt), default=0)
@@ -620,7 +621,7 @@ def _tensor_expressions(plan: Any, per_sample: bool, low: Indexing | None = None
 
 def _tensor_gradient(plan: Any, p: Node, low: Indexing, per_sample: bool, errors: bool = False) -> Any:
     """d(loss)/d(p) in index notation: ``Lambda(p's index symbols, expr)`` for a tensor ``p``."""
-    g, free = plan.grads[p.name], tuple(low.free[: len(p.shape)])
+    g, free = plan.lowered.grads[p.name], tuple(low.free[: len(p.shape)])
     try:
         expr = sp.Integer(0) if g is None else _shown(low, g, free, per_sample)
     except (GraphcError, RecursionError) as exc:
@@ -664,7 +665,7 @@ _VIEWS = ("data", "param", "const", "count", "broadcast_to", "transpose", "resha
 
 
 def _tensor_stats(plan: Any, dtype: str) -> Stats:
-    nodes = toposort([plan.loss] + [g for g in plan.grads.values() if g is not None])
+    nodes = toposort([plan.loss] + [g for g in plan.lowered.grads.values() if g is not None])
     sample, call = Counter(), Counter()
     for node in nodes:
         if node.op in _VIEWS:
@@ -704,7 +705,7 @@ def _tensor_stats(plan: Any, dtype: str) -> Stats:
     nbytes = sum(itemsize * math.prod(fixed_shape(d)) * len(readers.get(id(d), ())) for d in plan.data)
     counts = {k: v for k, v in sample.items() if v}
     return Stats(counts, dict(counts), nbytes, len(plan.pass_sizes), len(plan.accumulators),
-                 len(plan.materialize), dtype, {k: v for k, v in call.items() if v}, schedule="blocked")
+                 len(plan.lowered.materialize), dtype, {k: v for k, v in call.items() if v}, schedule="blocked")
 
 
 # ---- export -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 from . import blocked, codegen, cuda_runtime, explain, loader, notebook, schedule, targets, threads
 from .errors import GraphcError, UnsupportedError
 from .graph import N, Graph, Node, NodeMemo, format_shape
+from .plan import Plan
 from .runtime import bind_data, check_names, merge, pack_params
 from .timings import Timings
 
@@ -76,7 +77,7 @@ def _plan(nodes: list[Node], graph: Graph, target: str, timings: Timings) -> Any
 class Forward:
     """A compiled forward function: ``g(X=..., W=...) -> Prediction`` (``.value``)."""
 
-    def __init__(self, plan: schedule.ForwardPlan, source: str, target: str, dtype: str, timings: Any,
+    def __init__(self, plan: Plan, source: str, target: str, dtype: str, timings: Any,
                  single: bool = True) -> None:
         self.plan, self.source, self.target, self.dtype, self.timings = plan, source, target, dtype, timings
         self.single = single

@@ -21,8 +21,9 @@ before it and the pickle never recurses deeper than one node, however deep the g
 Elementwise ops are references too (a registry op by name, a ``gc.function`` by the graph
 node that applies it), so user functions (lambdas) are never pickled; a derivative op that
 autodiff made is stored as its SymPy ``Lambda``. SymPy expressions are rebuilt
-unevaluated, so they come back exactly as they were stored. A ``BlockPlan`` stores the
-nodes it keeps in arrays as nodes, not ids (``BlockPlan.__getstate__``). An entry that is
+unevaluated, so they come back exactly as they were stored. A blocked plan keeps the
+nodes it keeps in arrays as nodes (``plan.Blocked.kept``); tables keyed by node ids are
+made again after loading (``Plan.__getstate__``). An entry that is
 missing, damaged or does not fit the graph is rebuilt and rewritten; a graph that cannot be
 fingerprinted or pickled is built as before and not stored. ``GRAPHC_PLAN_CACHE=0`` turns
 the cache off.

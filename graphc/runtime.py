@@ -12,7 +12,7 @@ import numpy as np
 from .errors import BindingError, DTypeError, ShapeError, TargetError
 from .graph import N, format_shape
 
-Plan = Any  # schedule.Plan or blocked.BlockPlan: the runtime reads only their Layout fields
+Plan = Any  # plan.Plan: the runtime reads its layout, data and sizes, never its lowering
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -25,87 +24,11 @@ from .errors import UnsupportedError
 from .graph import N, Node, format_shape, spell, toposort
 from .indexing import broadcast_map, gather_source, index_source, summed_index, view_source
 from .ops import Elementwise, expression_string, fixed_indices
+from .plan import Accumulator, Fused, Load, Loop, Plan, param_layout
 
 Elems = dict  # fixed index tuple -> sympy expression
 MAX_TERMS = 20_000  # scalar terms per graph before the unrolled schedule refuses
 TEMP_MIN_OUTPUTS = 4  # a per-sample contraction with this many outputs gets one temporary each
-
-
-@dataclass
-class Accumulator:
-    symbol: sp.Symbol
-    summand: sp.Expr
-    comment: str
-
-
-@dataclass
-class Loop:
-    """One pass over the samples: hoisted invariants, per-sample temporaries, accumulators."""
-
-    accumulators: list[Accumulator]
-    invariants: list[tuple[sp.Symbol, sp.Expr]] = field(default_factory=list)
-    body: list[tuple[sp.Symbol, sp.Expr]] = field(default_factory=list)
-    sums: list[sp.Expr] = field(default_factory=list)  # summand of each accumulator after CSE
-
-
-@dataclass
-class Load:
-    array: Node  # the data node
-    index: tuple[int, ...]  # fixed index (the sample index goes at the node's sample axis)
-
-
-class Layout:
-    """What the runtime reads from either kind of plan: the parameter layout and the data."""
-
-    layout: dict[str, tuple[int, tuple]]
-    wrt: list[Node]
-    data: list[Node]
-    forward = False  # a forward function's plan (outputs, no loss and gradients)
-
-    @property
-    def n_grads(self) -> int:
-        return sum(math.prod(self.layout[p.name][1]) for p in self.wrt)
-
-    @property
-    def n_theta(self) -> int:
-        return sum(math.prod(shape) for _, shape in self.layout.values())
-
-    @property
-    def sample_data(self) -> list[Node]:
-        return [d for d in self.data if N in d.shape]
-
-
-@dataclass
-class Plan(Layout):
-    """Everything code generation needs, target-independent."""
-
-    loss: Node
-    wrt: list[Node]
-    frozen: list[Node]  # parameters not differentiated (still inputs)
-    data: list[Node]
-    layout: dict[str, tuple[int, tuple]]  # param name -> (offset in theta, shape)
-    param_symbols: dict[sp.Symbol, int]  # scalar symbol -> theta index
-    loads: dict[sp.Symbol, Load]  # per-sample data symbols
-    fixed_loads: dict[sp.Symbol, Load]  # loop-invariant data symbols
-    loops: list[Loop]
-    finish: list[tuple[sp.Symbol, sp.Expr]]  # after the loops: CSE'd output terms
-    outputs: list[sp.Expr]  # [loss, dloss/dtheta[0], ...] over finish/accumulator symbols
-    zero_grads: list[str]  # wrt parameters the loss does not depend on
-    n_terms: int = 0
-    kind = "fused"  # the schedule (blocked.BlockPlan is the other)
-
-    @property
-    def pass_sizes(self) -> list[int]:
-        """Sums written by each pass over the samples (their slots in ``acc``, in order)."""
-        return [len(loop.accumulators) for loop in self.loops]
-
-    @property
-    def n_acc(self) -> int:
-        return len(self.accumulators)
-
-    @property
-    def accumulators(self) -> list[Accumulator]:
-        return [a for loop in self.loops for a in loop.accumulators]
 
 
 N_SYMBOL = sp.Symbol("n", positive=True, integer=True)
@@ -167,7 +90,10 @@ class Lowering:
     def passes(self) -> list[Loop]:
         """The accumulators grouped into passes over the samples, in phase order."""
         count = max((ph for _, ph in self.accumulators), default=-1) + 1
-        return [Loop([a for a, ph in self.accumulators if ph == k]) for k in range(count)]
+        loops = [Loop([a for a, ph in self.accumulators if ph == k]) for k in range(count)]
+        for offset, (k, a) in enumerate((k, a) for k, loop in enumerate(loops) for a in loop.accumulators):
+            a.pass_, a.offset = k, offset
+        return loops
 
     def lower(self, node: Node) -> Elems:
         return RULES[node.op](self, node, [self.memo[id(i)] for i in node.inputs])
@@ -244,7 +170,7 @@ class Lowering:
         sym = sp.Symbol(f"s{len(self.accumulators)}", real=True)
         self.phase[sym] = phase
         text = expression_string(node, limit=80)
-        self.accumulators.append((Accumulator(sym, summand, f"{text}"), phase))
+        self.accumulators.append((Accumulator(sym, summand=summand, comment=text), phase))
         return sym
 
     # ---- contractions ----
@@ -333,24 +259,17 @@ def _fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], param
         for loop in loops:
             _cse_loop(loop, set(low.loads), temps, low.temps)
         finish, outputs = _cse(outputs, temps)
-    return Plan(loss, list(wrt), frozen, list(data), layout, param_symbols, low.loads,
-                low.fixed_loads, loops, finish, outputs, zero, low.terms)
+    return Plan(loss, list(wrt), frozen, list(data), layout, zero, _accumulators(loops),
+                Fused(param_symbols, low.loads, low.fixed_loads, loops, finish, outputs, low.terms))
 
 
-@dataclass
-class HessianPlan(Plan):
-    """A Plan whose gradient vector also carries the Hessian's upper triangle (row-major)."""
-
-    n_hessian: int = 0
-
-    @property
-    def n_grads(self) -> int:
-        return super().n_grads + self.n_hessian
+def _accumulators(loops: list[Loop]) -> list[Accumulator]:
+    return [a for loop in loops for a in loop.accumulators]
 
 
 def fuse_hessian(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None],
                  hess: dict[tuple[Node, Node], Node | None], params: Sequence[Node], data: Sequence[Node],
-                 timings: Any = None) -> HessianPlan:
+                 timings: Any = None) -> Plan:
     """Loss, gradient and the Hessian entries ``hess`` (``autodiff.hessian``) as one fused
     plan. The entries ride through ``fuse`` as the "gradients" of stand-in parameters, named
     apart from every parameter, which are then dropped from the layout."""
@@ -370,37 +289,19 @@ def fuse_hessian(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None]
     shift = lambda k: k if k < n else k - m  # noqa: E731  (frozen parameters move down by m)
     layout = {name: (shift(off), shape) for name, (off, shape) in plan.layout.items() if name not in labels}
     # an accumulator that is a stand-in's output (the first output it is) sums a Hessian entry
+    low = plan.lowered
     accs = {acc.symbol: acc for acc in plan.accumulators}
-    for k, (out, label) in enumerate(zip(plan.outputs[1 + n:1 + n + m], labels.values())):
-        if out in accs and out not in plan.outputs[:1 + n + k]:
+    for k, (out, label) in enumerate(zip(low.outputs[1 + n:1 + n + m], labels.values())):
+        if out in accs and out not in low.outputs[:1 + n + k]:
             accs[out].comment = label
-    kept = {f.name: getattr(plan, f.name) for f in fields(Plan)}
-    changed = dict(wrt=list(wrt), layout=layout, param_symbols={s: shift(k) for s, k in plan.param_symbols.items()},
-                   zero_grads=[z for z in plan.zero_grads if z not in labels])
-    return HessianPlan(**(kept | changed), n_hessian=m)
-
-
-@dataclass
-class ForwardPlan(Plan):
-    """A Plan of outputs instead of a loss and its gradients (``gc.compile`` of an array, or
-    of several expressions): the sums over the samples the outputs read are the usual
-    passes (``loops``); then ``stores``, one more pass, writes each per-sample output element
-    (``store_targets[j]``: (output, fixed index) of ``stores.sums[j]``); ``outputs`` are the
-    elements of the outputs without a sample dim (``fixed_targets`` says where each goes)."""
-
-    results: list[Node] = field(default_factory=list)
-    stores: Loop | None = None
-    store_targets: list[tuple[int, tuple]] = field(default_factory=list)
-    fixed_targets: list[tuple[int, tuple]] = field(default_factory=list)
-    forward = True
-
-    @property
-    def n_grads(self) -> int:
-        return 0
+    plan.wrt, plan.layout, plan.n_hessian = list(wrt), layout, m
+    plan.zero_grads = [z for z in plan.zero_grads if z not in labels]
+    low.param_symbols = {s: shift(k) for s, k in low.param_symbols.items()}
+    return plan
 
 
 def fuse_forward(results: Sequence[Node], params: Sequence[Node], data: Sequence[Node],
-                 timings: Any = None) -> ForwardPlan:
+                 timings: Any = None) -> Plan:
     """Lower ``results`` (any shapes) for a forward function: the fused schedule's passes for
     the sums they read, then a pass that stores the per-sample elements."""
     stage = _stages(timings)
@@ -418,26 +319,16 @@ def fuse_forward(results: Sequence[Node], params: Sequence[Node], data: Sequence
                     fixed_targets.append((k, idx))
         frozen, layout = param_layout([], params)
         param_symbols, loops = low.theta_index(layout), low.passes()
-        store = Loop([Accumulator(sp.Symbol(f"o{j}", real=True), e, "") for j, e in enumerate(stores)])
+        store = Loop([Accumulator(sp.Symbol(f"o{j}", real=True), summand=e) for j, e in enumerate(stores)])
     with distribute(False), stage("cse"):
         temps = sp.numbered_symbols("t", real=True)
         for loop in loops:
             _cse_loop(loop, set(low.loads), temps, low.temps)
         _cse_loop(store, set(low.loads), temps, low.temps)
         finish, outputs = _cse(fixed, temps)
-    return ForwardPlan(results[0], [], frozen, list(data), layout, param_symbols, low.loads, low.fixed_loads,
-                       loops, finish, outputs, [], low.terms, list(results), store, store_targets, fixed_targets)
-
-
-def param_layout(wrt: Sequence[Node], params: Sequence[Node]) -> tuple[list[Node], dict[str, tuple[int, tuple]]]:
-    """The parameters not trained (``frozen``), and where every parameter lives in theta:
-    name -> (offset, shape), trained ones first (both schedules use this layout)."""
-    frozen = [p for p in params if all(p is not q for q in wrt)]
-    layout, offset = {}, 0
-    for p in list(wrt) + frozen:
-        layout[p.name] = (offset, tuple(p.shape))
-        offset += math.prod(p.shape)
-    return frozen, layout
+    lowered = Fused(param_symbols, low.loads, low.fixed_loads, loops, finish, outputs, low.terms, store,
+                    store_targets, fixed_targets)
+    return Plan(results[0], [], frozen, list(data), layout, [], _accumulators(loops), lowered, list(results))
 
 
 def _flat(idx: tuple, shape: tuple) -> int:

@@ -347,7 +347,7 @@ def kernels(loss, dtype, opt):
     common = data + [th, f1, f2, "int32[::1]", "int64[::1]"]
     sigs = {"evaluate": common + [f1, f1], "train_step": common + [f1, f1, f2, "int64", "int64", "int64", f1],
             "train": data + [th, f1, "int64[::1]", f1, f1, f2, "int64", "int64", "int64", f1]}
-    sigs.update({f"pass_{k}": common for k in range(len(plan.loops) - 1)})
+    sigs.update({f"pass_{k}": common for k in range(len(plan.lowered.loops) - 1)})
     for name, args in sigs.items():
         ptx, _ = cuda.compile_ptx(getattr(module, name).py_func, "void(" + ", ".join(args) + ")", cc=(9, 0))
         assert ".atom.global.add.f" not in ptx and "atom.global.add.f" not in ptx, "float atomics"

@@ -151,8 +151,8 @@ def _blocked_model(tag: str):
 
 def _kept(plan) -> list[int]:
     """Positions (in the plan's own topological order) of the nodes a block keeps in arrays."""
-    order = toposort([plan.loss] + [g for g in plan.grads.values() if g is not None])
-    return [k for k, n in enumerate(order) if id(n) in plan.materialize]
+    order = toposort([plan.loss] + [g for g in plan.lowered.grads.values() if g is not None])
+    return [k for k, n in enumerate(order) if id(n) in plan.lowered.materialize]
 
 
 def test_a_blocked_plan_hits_in_this_process(cache, monkeypatch):
@@ -162,17 +162,17 @@ def test_a_blocked_plan_hits_in_this_process(cache, monkeypatch):
     again = gc.compile(loss, schedule="blocked")
     assert again.timings["plan"] == "hit" and not {"autodiff", "schedule", "codegen"} & set(again.timings)
     plan = again.plan
-    assert plan.kind == "blocked" and plan is not first.plan and again.source == first.source
+    assert plan.schedule == "blocked" and plan is not first.plan and again.source == first.source
     assert plan.loss is loss and all(p is q for p, q in zip(plan.wrt, first.plan.wrt))
     assert plan.data[0] is first.plan.data[0]  # the caller's leaves, not copies
-    assert _kept(plan) == _kept(first.plan) and plan.materialize  # ids remapped to the loaded nodes
+    assert _kept(plan) == _kept(first.plan) and plan.lowered.materialize  # ids of the loaded nodes
     assert [a.node.op for a in plan.accumulators] == [a.node.op for a in first.plan.accumulators]
     assert all(plan.acc_of[id(a.node)] is a for a in plan.accumulators)
-    assert {"rows", "blas", "layout", "zero_grads"} <= set(vars(plan))
-    assert (plan.rows, plan.blas, plan.layout) == (first.plan.rows, first.plan.blas, first.plan.layout)
+    assert {"layout", "zero_grads", "lowered"} <= set(vars(plan)) and {"rows", "blas", "kept"} <= set(vars(plan.lowered))
+    assert (plan.lowered.rows, plan.lowered.blas, plan.layout) == (first.plan.lowered.rows, first.plan.lowered.blas, first.plan.layout)
     # the forward nodes the gradients read are the caller's own; the rest was rebuilt from the entry
     forward = {id(n) for n in toposort([loss])}
-    grad = plan.grads[plan.wrt[0].name]
+    grad = plan.lowered.grads[plan.wrt[0].name]
     assert any(id(n) in forward and n.op == "elementwise" for n in toposort([grad]))
     assert str(again.gradients) == str(first.gradients)  # inspection reads the loaded plan
     monkeypatch.setenv("GRAPHC_PLAN_CACHE", "0")

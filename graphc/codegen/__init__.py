@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import targets
 from ..errors import TargetError
-from ..schedule import Plan
+from ..plan import Plan
 
 DTYPES = ("float64", "float32")
 
@@ -18,7 +18,7 @@ def emit(plan: Plan, target: str = "cpu", dtype: str = "float64", optimizer: obj
          batches: bool = False) -> str:
     """The generated module for ``plan`` on ``target`` (with a training loop if ``optimizer``;
     ``batches``: also the mini-batch loop ``train_batches``, cpu and parallel only)."""
-    emitter = targets.get(target).emitter(plan.kind, plan.forward)(plan, dtype, optimizer)
+    emitter = targets.get(target).emitter(plan.schedule, plan.forward)(plan, dtype, optimizer)
     emitter.batches = batches and optimizer is not None
     return emitter.module()
 

@@ -1,4 +1,4 @@
-"""Blocked target code: a BlockPlan lowered to the loop IR (``loops.py``), rewritten by the
+"""Blocked target code: a blocked Plan lowered to the loop IR (``loops.py``), rewritten by the
 passes (``passes.py``) and printed.
 
 Inside ``sums_k`` the samples lo..hi-1 are visited ``ROWS`` at a time. Each per-sample
@@ -26,11 +26,12 @@ import numpy as np
 import sympy as sp
 
 from .. import fold
-from ..blocked import INLINE, SMALL, BlockPlan, fixed_shape, is_product, per_sample
+from ..blocked import INLINE, SMALL, fixed_shape, is_product, per_sample
 from ..errors import UnsupportedError
 from ..graph import N, Node, spell
 from ..ops import expression_string
 from ..indexing import broadcast_map, gather_dest, index_source, summed_index, view_source
+from ..plan import Plan
 from ..schedule import N_SYMBOL, _number
 from . import passes
 from .cpu import CpuEmitter
@@ -161,7 +162,7 @@ class Writer:
             self.load_param(node)
             return
         inline = node.op in INLINE or is_product(node)
-        if node.op in ("data", "const", "count") or (inline and id(node) not in self.plan.materialize):
+        if node.op in ("data", "const", "count") or (inline and id(node) not in self.plan.lowered.materialize):
             return
         if per_sample(node) and self.current is None:
             raise UnsupportedError(f"blocked schedule: {node.label()} varies per sample")  # pragma: no cover
@@ -293,7 +294,7 @@ class Writer:
         # a sum over the samples into a thin result (3 x 32, 32 x 1): loops, which can share
         # the loop that makes their operand; np.dot for anything wider
         thin = acc is not None and any(letters[c] <= SMALL for c in out)
-        if self.plan.blas and not thin and self.gemm(node, acc):
+        if self.plan.lowered.blas and not thin and self.gemm(node, acc):
             return
         # a loop nest: out[o] += a[..] * b[..] over every letter; letters of at most SMALL
         # values are unrolled into one statement each
@@ -504,7 +505,7 @@ def _copy(dest: str, off: int, shape: tuple, value: Callable[[list[Ix]], sp.Expr
 class BlockedMixin:
     """Overrides the pass functions and finish of an emitter with the blocked ones."""
 
-    plan: BlockPlan
+    plan: Plan
     visits = ", ROWS at a time"
 
     def __init__(self, *args, **kwargs) -> None:
@@ -529,7 +530,7 @@ class BlockedMixin:
         return self._const_ids[key]
 
     def options(self) -> str:
-        rows = f"ROWS = {self.plan.rows}  # samples per block: each scratch array is (ROWS, width)"
+        rows = f"ROWS = {self.plan.lowered.rows}  # samples per block: each scratch array is (ROWS, width)"
         return "\n".join([super().options(), rows, *self.constants])  # constants found while printing
 
     def print_function(self, head: list[str], body: list[Stmt]) -> str:
@@ -565,7 +566,7 @@ class BlockedMixin:
         loss = w.elem(plan.loss, ()).xreplace(w.known)
         for p in plan.wrt:
             off, shape = plan.layout[p.name]
-            g = plan.grads[p.name]
+            g = plan.lowered.grads[p.name]
             if g is None:
                 body.append(Comment(f"the loss does not depend on {p.name}"))
                 body += _copy("grad", off, shape, lambda idx: sp.S.Zero)

@@ -16,7 +16,7 @@ from .. import optim
 from ..version import __version__
 from ..graph import N, spell
 from ..ops import expression_string
-from ..schedule import Loop, Plan
+from ..plan import Loop, Plan
 from . import mathlib
 from .printer import printer
 
@@ -42,8 +42,8 @@ class CpuEmitter:
         self.args = ", ".join(spell(d.name) for d in plan.data)
         self.sizes = plan.pass_sizes  # sums written by each pass over the samples
         self.offsets = [sum(self.sizes[:k]) for k in range(len(self.sizes))]
-        per_element = isinstance(plan, Plan)  # fused and forward plans: accumulators are symbols
-        self.acc_index = {a.symbol: i for i, a in enumerate(plan.accumulators)} if per_element else {}
+        fused = plan.schedule == "fused"  # its accumulators are scalars, read by symbol
+        self.acc_index = {a.symbol: a.offset for a in plan.accumulators} if fused else {}
 
     # ---- the module ----
     def module(self) -> str:
@@ -107,12 +107,12 @@ class CpuEmitter:
         if sample:
             flat = self.flat_arrays(symbols)
             return [f"{indent}{sym} = {self.flat_element(ld.array, ld.index, sample) if ld.array in flat else self.element(ld.array, ld.index, sample)}"
-                    for sym, ld in plan.loads.items() if sym in symbols]
-        for sym, k in sorted(((s, k) for s, k in plan.param_symbols.items() if s in symbols), key=lambda t: t[1]):
+                    for sym, ld in plan.lowered.loads.items() if sym in symbols]
+        for sym, k in sorted(((s, k) for s, k in plan.lowered.param_symbols.items() if s in symbols), key=lambda t: t[1]):
             lines.append(f"{indent}{sym} = theta[{k}]")
         for sym in sorted((s for s in symbols if sums and s in self.acc_index), key=self.acc_index.get):
             lines.append(f"{indent}{sym} = acc[{self.acc_index[sym]}]")
-        for sym, load in plan.fixed_loads.items():
+        for sym, load in plan.lowered.fixed_loads.items():
             if sym in symbols:
                 lines.append(f"{indent}{sym} = {self.element(load.array, load.index, None)}")
         return lines
@@ -130,7 +130,7 @@ class CpuEmitter:
         stride is 1; X_flat[3*i + j] reads the same element at a constant stride."""
         if not self.flat_reads:
             return []
-        read = {id(ld.array) for sym, ld in self.plan.loads.items() if sym in symbols}
+        read = {id(ld.array) for sym, ld in self.plan.lowered.loads.items() if sym in symbols}
         return [d for d in self.plan.sample_data if id(d) in read and len(d.shape) > 1 and d.shape[0] is N]
 
     def flat_views(self, symbols: set, indent: str) -> list[str]:
@@ -163,7 +163,7 @@ class CpuEmitter:
         return f"out[{j}]"
 
     def pass_function(self, k: int) -> str:
-        return self.loop_function(k, self.plan.loops[k])
+        return self.loop_function(k, self.plan.lowered.loops[k])
 
     def loop_function(self, k: int, loop: Loop) -> str:
         return self.function(self.loop_signature(k, len(loop.accumulators)),
@@ -206,7 +206,7 @@ class CpuEmitter:
         cold compile of the sine fit about 0.2 s slower. (evaluate, compiled when a Compiled is
         called, still calls them.) Not where a line of theirs assigns a name the whole
         function reads: a data array's name."""
-        if not (self.text_inline and self.plan.kind == "fused" and self.args):
+        if not (self.text_inline and self.plan.schedule == "fused" and self.args):
             return False
         return not self.evaluate_names & self.data_names
 
@@ -227,10 +227,10 @@ class CpuEmitter:
         """Every name the lines of sums_k and finish assign (see ``loop_body``, ``loads``,
         ``finish_body``)."""
         plan = self.plan
-        symbols = [s for loop in plan.loops for s, _ in loop.invariants + loop.body]
-        symbols += [a.symbol for a in plan.accumulators] + list(plan.loads) + list(plan.fixed_loads)
-        symbols += list(plan.param_symbols) + [s for s, _ in plan.finish]
-        flat = [f"{spell(d.name)}_flat" for d in self.flat_arrays(set(plan.loads))]
+        symbols = [s for loop in plan.lowered.loops for s, _ in loop.invariants + loop.body]
+        symbols += [a.symbol for a in plan.accumulators] + list(plan.lowered.loads) + list(plan.lowered.fixed_loads)
+        symbols += list(plan.lowered.param_symbols) + [s for s, _ in plan.lowered.finish]
+        flat = [f"{spell(d.name)}_flat" for d in self.flat_arrays(set(plan.lowered.loads))]
         return {str(s) for s in symbols} | set(flat) | {"loss", "i"}
 
     @cached_property
@@ -242,7 +242,7 @@ class CpuEmitter:
         with self.printer.collecting() as used:
             for k in range(len(self.sizes)):
                 lines.append(f"# pass {k} over the samples (the lines of sums_{k})")
-                lines += self.loop_body(self.plan.loops[k], "", None, "range(n)")
+                lines += self.loop_body(self.plan.lowered.loops[k], "", None, "range(n)")
             lines.append("# the loss and gradient from the sums (the lines of finish)")
             lines += self.finish_body("", "loss = ", sums=False)
         return lines, used
@@ -282,11 +282,11 @@ class CpuEmitter:
         """The loss and gradient from the sums (in acc, or locals if not ``sums``); the last
         line is ``result`` + the loss."""
         plan = self.plan
-        used = set().union(*(e.free_symbols for _, e in plan.finish), *(o.free_symbols for o in plan.outputs))
+        used = set().union(*(e.free_symbols for _, e in plan.lowered.finish), *(o.free_symbols for o in plan.lowered.outputs))
         lines = self.loads(used, indent, sums=sums)
-        lines += self.assign(plan.finish, indent)
-        lines += [f"{indent}grad[{j}] = {self.expr(o)}" for j, o in enumerate(plan.outputs[1:])]
-        loss = self.expr(plan.outputs[0])
+        lines += self.assign(plan.lowered.finish, indent)
+        lines += [f"{indent}grad[{j}] = {self.expr(o)}" for j, o in enumerate(plan.lowered.outputs[1:])]
+        loss = self.expr(plan.lowered.outputs[0])
         if result.strip() != f"{loss} =":
             lines.append(f"{indent}{result}{loss}")
         return lines

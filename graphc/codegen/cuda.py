@@ -95,14 +95,14 @@ class CudaEmitter(CpuEmitter):
             from ..cuda_runtime import options
 
             threads = options.threads
-        self.widths = [len(loop.accumulators) for loop in plan.loops]
+        self.widths = [len(loop.accumulators) for loop in plan.lowered.loops]
         self.threads = self._threads(threads, max(self.widths, default=1))
         users = {spell(n.name) for n in plan.data} | {spell(name) for name in plan.layout}
         if optimizer is not None and optimizer.order > 1:  # the Newton solve runs on the cpu only
             raise UnsupportedError(f"{type(optimizer).__name__} is not available on target 'cuda'; use 'cpu'")
         self.g = {h: self._free(h, users) for h in ("THREADS", "block_sum", "combine", "finish",
                                                    "after_step", "train_step")}
-        self.g.update({f"pass_{k}": self._free(f"pass_{k}", users) for k in range(len(plan.loops))})
+        self.g.update({f"pass_{k}": self._free(f"pass_{k}", users) for k in range(len(plan.lowered.loops))})
 
     @staticmethod
     def _free(name: str, users: set[str]) -> str:
@@ -129,9 +129,9 @@ class CudaEmitter(CpuEmitter):
     def module(self) -> str:
         g, plan = self.g, self.plan
         parts = [self.preamble(), HELPERS.format(**g).strip()]
-        parts += [self.loop_function(k, loop) for k, loop in enumerate(plan.loops)]
+        parts += [self.loop_function(k, loop) for k, loop in enumerate(plan.lowered.loops)]
         parts.append(self.finish())
-        parts += [self.pass_kernel(k) for k in range(len(plan.loops) - 1)]
+        parts += [self.pass_kernel(k) for k in range(len(plan.lowered.loops) - 1)]
         parts.append(self.evaluate())
         if self.optimizer is not None:
             parts += [self.update(), AFTER_STEP.format(**g).strip(), self.train_step(), self.train()]
@@ -139,7 +139,7 @@ class CudaEmitter(CpuEmitter):
         return self.assemble(parts, "\n\n\n")
 
     def header(self, digest: str) -> str:
-        passes = len(self.plan.loops)
+        passes = len(self.plan.lowered.loops)
         return super().header(digest) + (
             f"\n# {passes} pass(es) over the samples, each one grid-stride kernel with a shared-memory"
             "\n# block reduction; partial sums are combined in block order (same bits every run)."
@@ -186,18 +186,18 @@ class CudaEmitter(CpuEmitter):
     def finish(self) -> str:
         plan = self.plan
         ng = plan.n_grads
-        used = set().union(*(e.free_symbols for _, e in plan.finish), *(o.free_symbols for o in plan.outputs))
+        used = set().union(*(e.free_symbols for _, e in plan.lowered.finish), *(o.free_symbols for o in plan.lowered.outputs))
         lines = [
             self.jit,
             f"def {self.g['finish']}({self.data_args('theta', 'grad', 'acc')}):",
             f'    """Loss from the sums in acc (one thread); writes d(loss)/d(theta[0:{ng}]) into grad."""',
         ]
-        if plan.loops or N_SYMBOL in used:
+        if plan.lowered.loops or N_SYMBOL in used:
             lines.append(self.n_line("    "))
         lines += self.loads(used, "    ")
-        lines += self.assign(plan.finish, "    ")
-        lines += [f"    grad[{j}] = {self.expr(o)}" for j, o in enumerate(plan.outputs[1:])]
-        lines.append(f"    return {self.expr(plan.outputs[0])}")
+        lines += self.assign(plan.lowered.finish, "    ")
+        lines += [f"    grad[{j}] = {self.expr(o)}" for j, o in enumerate(plan.lowered.outputs[1:])]
+        lines.append(f"    return {self.expr(plan.lowered.outputs[0])}")
         return "\n".join(lines)
 
     def pass_kernel(self, k: int) -> str:
@@ -214,9 +214,9 @@ class CudaEmitter(CpuEmitter):
     def last_pass(self) -> list[str]:
         """Kernel lines through the `if` that one thread passes: after the last pass (or at once)."""
         plan = self.plan
-        if not plan.loops:
+        if not plan.lowered.loops:
             return ["    if cuda.grid(1) == 0:"]
-        k = len(plan.loops) - 1
+        k = len(plan.lowered.loops) - 1
         sums, combine = self.run_pass(k)
         return [self.shared(self.widths[k]), *self.guard(), sums,
                 f"    if {combine} and cuda.threadIdx.x == 0:"]
@@ -261,7 +261,7 @@ class CudaEmitter(CpuEmitter):
             f"def train({args}):",
             '    """All `steps` steps in ONE block: for data too small to fill the GPU, no launch per step."""',
         ]
-        if plan.loops:
+        if plan.lowered.loops:
             lines.append(self.shared(max(self.widths)))
         lines.append("    for step in range(steps):")
         for k, m in enumerate(self.widths):

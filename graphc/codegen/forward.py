@@ -1,5 +1,5 @@
-"""Forward functions: a ``ForwardPlan`` (``gc.compile`` of arrays, ``res.predict``) printed as
-``forward(<data>, theta, acc, result_0, ...)``; a ``BlockForwardPlan`` (wide layers) too.
+"""Forward functions: a forward ``Plan`` (``gc.compile`` of arrays, ``res.predict``) printed as
+``forward(<data>, theta, acc, result_0, ...)``; a blocked one (wide layers) too.
 
 The sums over the samples its outputs read are the CPU emitter's pass functions
 (``sums_k``, run by the same driver as ``evaluate``'s: serial, or in blocks over the cores);
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..graph import N
 from ..indexing import fixed_shape, per_sample
-from ..schedule import ForwardPlan
+from ..plan import Plan
 from . import mathlib
 from .blocked import SAMPLE_INDEX, BlockedMixin, Writer, _axes, _loop_names
 from .cpu import CpuEmitter
@@ -27,7 +27,7 @@ def result_name(k: int) -> str:
 
 
 class ForwardEmitter(CpuEmitter):
-    plan: ForwardPlan
+    plan: Plan
     store_range = "range(n)"
 
     @property
@@ -65,16 +65,16 @@ class ForwardEmitter(CpuEmitter):
 
     def used(self) -> set:
         """The symbols the stores and the fixed outputs read."""
-        plan, store = self.plan, self.plan.stores
+        plan, store = self.plan, self.plan.lowered.stores
         exprs = [e for _, e in store.invariants + store.body] + list(store.sums)
-        exprs += [e for _, e in plan.finish] + list(plan.outputs)
+        exprs += [e for _, e in plan.lowered.finish] + list(plan.lowered.outputs)
         return set().union(*(e.free_symbols for e in exprs))
 
     def forward(self) -> str:
         return self.function(self.forward_head(), self.forward_body)
 
     def forward_body(self) -> list[str]:
-        plan, store = self.plan, self.plan.stores
+        plan, store = self.plan, self.plan.lowered.stores
         used = self.used()
         lines = self.loads(used, "    ")
         if store.invariants:
@@ -86,20 +86,20 @@ class ForwardEmitter(CpuEmitter):
 
     def store_lines(self, used: set, indent: str) -> list[str]:
         """The loop over the samples that stores each sample's output elements."""
-        plan, store, inner = self.plan, self.plan.stores, indent + "    "
+        plan, store, inner = self.plan, self.plan.lowered.stores, indent + "    "
         if not store.sums:
             return []
         lines = [f"{indent}for i in {self.store_range}:  # each sample's outputs"]
         lines += self.loads(used, inner, sample="i")
         lines += self.assign(store.body, inner)
         return lines + [f"{inner}{self.result_element(k, idx, 'i')} = {self.expr(e)}"
-                        for (k, idx), e in zip(plan.store_targets, store.sums)]
+                        for (k, idx), e in zip(plan.lowered.store_targets, store.sums)]
 
     def fixed_lines(self, indent: str) -> list[str]:
         """The outputs without a sample dim."""
         plan = self.plan
-        return self.assign(plan.finish, indent) + [f"{indent}{self.result_element(k, idx, None)} = {self.expr(e)}"
-                                                   for (k, idx), e in zip(plan.fixed_targets, plan.outputs)]
+        return self.assign(plan.lowered.finish, indent) + [f"{indent}{self.result_element(k, idx, None)} = {self.expr(e)}"
+                                                   for (k, idx), e in zip(plan.lowered.fixed_targets, plan.lowered.outputs)]
 
 
 class ParallelForwardEmitter(ForwardEmitter, ParallelEmitter):
@@ -110,11 +110,11 @@ class ParallelForwardEmitter(ForwardEmitter, ParallelEmitter):
 
     @property
     def forward_jit(self) -> str:
-        return "@numba.njit(parallel=True, **OPTS)" if self.plan.stores.sums or self.sizes else self.jit
+        return "@numba.njit(parallel=True, **OPTS)" if self.plan.lowered.stores.sums or self.sizes else self.jit
 
 
 class BlockedForwardEmitter(BlockedMixin, ForwardEmitter):
-    """A forward function of wide layers (a ``BlockForwardPlan``): the sums its outputs read
+    """A forward function of wide layers (a blocked forward ``Plan``): the sums its outputs read
     are the blocked pass functions; then one loop over blocks of ROWS samples computes the
     outputs' layers into block arrays (np.dot, loop nests; the loop IR and its passes, as in
     the pass functions) and stores each sample's output elements."""
@@ -158,7 +158,7 @@ class CudaForwardEmitter(CudaEmitter):
     kernel, grid-stride over the samples, stores each sample's output elements, and thread 0
     writes the outputs without a sample dim."""
 
-    plan: ForwardPlan
+    plan: Plan
     store_range = CudaEmitter.sample_range  # grid-stride
     # the CPU forward emitter's pieces (this class is a CudaEmitter, not a ForwardEmitter)
     used, result_element = ForwardEmitter.used, ForwardEmitter.result_element
@@ -167,14 +167,14 @@ class CudaForwardEmitter(CudaEmitter):
     def module(self) -> str:
         g, plan = self.g, self.plan
         parts = [self.preamble(), HELPERS.format(**g).strip()]
-        parts += [self.loop_function(k, loop) for k, loop in enumerate(plan.loops)]
-        parts += [self.pass_kernel(k) for k in range(len(plan.loops))]
+        parts += [self.loop_function(k, loop) for k, loop in enumerate(plan.lowered.loops)]
+        parts += [self.pass_kernel(k) for k in range(len(plan.lowered.loops))]
         parts.append(self.forward())
         parts.append(f"KERNELS = {dict(sorted(g.items()))!r}  # role -> name in this module (names avoid the user's)")
         return self.assemble(parts, "\n\n\n")
 
     def forward(self) -> str:
-        plan, store = self.plan, self.plan.stores
+        plan, store = self.plan, self.plan.lowered.stores
         results = ", ".join(result_name(k) for k in range(len(plan.results)))
         used = self.used()
         lines = [
@@ -186,6 +186,6 @@ class CudaForwardEmitter(CudaEmitter):
             *self.assign(store.invariants, "    "),
         ]
         lines += self.store_lines(used, "    ")
-        if plan.fixed_targets:
+        if plan.lowered.fixed_targets:
             lines += ["    if cuda.grid(1) == 0:", *self.fixed_lines("        ")]
         return "\n".join(lines)

@@ -28,6 +28,7 @@ from .. import codegen, collector, loader, ops, schedule, targets, threads
 from ..compile import Timings
 from ..errors import GraphcError, ShapeError, TargetError
 from ..graph import Graph, N, Node, code_names, format_shape, spell
+from ..plan import Plan
 from . import levmar, tangents
 
 MAX_PARAMS = 32  # scalar parameters: J^T J is P(P+1)/2 unrolled sums; compile time grows (docs/fitting.md)
@@ -135,7 +136,7 @@ def normal_equations(residuals: Node, params: list[Node], loss: str, weighted: b
     return Sums(cost, g, a, labels, zero_labels, sigma, f_scale)
 
 
-def plan_for(sums: Sums, params: list[Node], taken: set[str], timings: Timings) -> schedule.Plan:
+def plan_for(sums: Sums, params: list[Node], taken: set[str], timings: Timings) -> Plan:
     """cost, g and A as one fused Plan: A is the "gradient" of a stand-in parameter ``jtj``."""
     jtj = ops.param(fresh_name("jtj", taken, (len(sums.a),), "param"), (len(sums.a),))
     graph = Graph.from_outputs(sums.cost, *sums.g, *sums.a)
@@ -152,14 +153,14 @@ def plan_for(sums: Sums, params: list[Node], taken: set[str], timings: Timings) 
     return plan
 
 
-def _label_sums(plan: schedule.Plan, sums: Sums) -> None:
+def _label_sums(plan: Plan, sums: Sums) -> None:
     """Comments for the sums of J^T J (the scheduler calls them d(loss)/d(jtj[k]))."""
     n = len(sums.labels)
     names = [f"J^T J[{a}, {b}]" for i, a in enumerate(sums.labels) for b in sums.labels[i:]]
     accs = {acc.symbol: acc for acc in plan.accumulators}
     first = 1 + n
-    for k, (out, label) in enumerate(zip(plan.outputs[first:], names)):
-        if out in accs and out not in plan.outputs[:first + k]:
+    for k, (out, label) in enumerate(zip(plan.lowered.outputs[first:], names)):
+        if out in accs and out not in plan.lowered.outputs[:first + k]:
             accs[out].comment = label
 
 
@@ -167,7 +168,7 @@ def _label_sums(plan: schedule.Plan, sums: Sums) -> None:
 class Solver:
     """One compiled fit: the plan, the generated module and where things live in theta."""
 
-    plan: schedule.Plan
+    plan: Plan
     source: str
     module: Any
     target: str

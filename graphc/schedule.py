@@ -356,7 +356,23 @@ def _cse(exprs: list[sp.Expr], temps: Any) -> tuple[list[tuple[sp.Symbol, sp.Exp
     if not exprs:
         return [], []
     pairs, reduced = sp.cse(exprs, symbols=temps, order="none")
-    return list(pairs), list(reduced)
+    return _without_copies(pairs, reduced)
+
+
+def _without_copies(pairs: list[tuple[sp.Symbol, sp.Expr]], reduced: list[sp.Expr]
+                    ) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
+    """Drop the temporaries that only copy another: ``t7 = Opaque(t0)`` (a value kept apart
+    from SymPy's folding, ``fold.Opaque``) prints as ``t7 = t0``; its readers get the
+    ``Opaque(t0)`` itself, which prints as ``t0`` and still folds with nothing."""
+    copies: dict[sp.Symbol, sp.Expr] = {}
+    kept = []
+    for sym, expr in pairs:  # in definition order: a copy's copy resolves to the first
+        expr = expr.xreplace(copies) if copies else expr
+        if isinstance(expr, fold.Opaque) and expr.args[0].is_Atom:
+            copies[sym] = expr
+        else:
+            kept.append((sym, expr))
+    return kept, [e.xreplace(copies) for e in reduced] if copies else list(reduced)
 
 
 def _cse_loop(loop: Loop, sample_symbols: set[sp.Symbol], temps: Any,

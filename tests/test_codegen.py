@@ -91,3 +91,16 @@ def test_train_holds_its_step_inline_unless_that_reassigns_a_data_name(name):
     assert ("update(theta, grad, hyper, state, count)" in train) == (name == "lr")
     assert ("for i in range(n):" in train) and "sums_0(" not in train
     assert res.params["a"] == pytest.approx(0.5, abs=1e-3) and res.params["b"] == pytest.approx(2.0, abs=1e-3)
+
+
+def test_no_temporary_only_copies_another():
+    """An ``Opaque`` value (kept apart from SymPy's folding) that CSE names on its own would
+    print as ``t7 = t0``: its readers use ``t0`` instead (schedule._without_copies). The
+    double exponential's Jacobian columns make such values (lsq tangents)."""
+    from graphc.lsq import build
+
+    x, y = gc.data("x"), gc.data("y")
+    a, b, c, d = gc.params("a b c d")
+    solver = build.solver(a * gc.exp(-b * x) + c * gc.exp(-d * x) - y, "linear", False, "cpu", "float64")
+    copies = re.findall(r"^\s+(t\d+) = (t\d+)$", solver.source, flags=re.M)
+    assert not copies and "grad_jtj_0 += t0*t0" in solver.source  # J^T J[a, a] = sum(exp(-b*x)**2)

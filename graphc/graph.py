@@ -53,6 +53,7 @@ RESERVED = frozenset(
     """math np numba cuda prange i j n lo hi idx step blk count theta grad acc out part hyper state
     history steps log_every nblocks stopped BLOCK OPTS loss evaluate finish update train i0 rows ROWS
     train_batches batch shuffle seed nb order epoch take total
+    train_val train_batches_val val val_loss val_history val_state patience best stop
     MATH_OPTS _exp _tanh _exp_reduce EXP_C exp_c TANH_C tanh_c
     _log _log1p _log_core LOG_C log_c LOG1P_C log1p_c""".split()  # the last fifteen: codegen/mathlib.NAMES
 ) | frozenset(dir(builtins))

@@ -21,7 +21,7 @@ from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
 from .graph import N, Node
 from .optim import SGD
 from .runtime import check_names, dtype_name, merge
-from .validation import Validator
+from .validation import InLoop, Validator
 
 LONG_RUN = 2e8  # steps * samples above which the automatic progress bar shows (about a second)
 
@@ -134,10 +134,10 @@ def fit(
     group of whole chunks (see graphc.distributed.trainer).
 
     ``val_data`` (inputs like ``data``) adds the loss on it at every logged step t, at the
-    parameters of that step's training loss, to ``res.val_history`` (graphc/validation.py);
-    ``patience=P`` stops after P logged steps without a better validation loss
-    (``res.stopped == "patience"``), and ``restore_best=True`` returns the parameters of the
-    best one.
+    parameters of that step's training loss, to ``res.val_history``; ``patience=P`` stops
+    after P logged steps without a better validation loss (``res.stopped == "patience"``), and
+    ``restore_best=True`` returns the parameters of the best one. On the cpu and parallel
+    targets this runs inside the compiled loop (graphc/validation.py says where else).
 
     ``schedule``: "auto", "fused" or "blocked", as in ``gc.compile``.
     """
@@ -150,14 +150,19 @@ def fit(
     steps = 1000 if steps is None and epochs is None else steps
     _check_args(0 if steps is None else steps, log_every, data, init, callback, tol)
     dask = isinstance(data, Mapping) and distributed.uses_dask(data)
+    inside = val_data is not None and not dask and not targets.get(target).device  # validated in the loop
     compiled = _compiled(loss, wrt, target, dtype, optimizer, batches=batch_size is not None and not dask,
-                         schedule=schedule)
+                         schedule=schedule, validate=inside)
     if batch_size is not None and not dask:  # export() gives the exported fit these defaults
         compiled.batching = {"batch_size": int(batch_size), "shuffle": bool(shuffle), "seed": int(seed)}
     plan, binder = compiled.plan, compiled.binder
     if not (data.keys() == binder.input_names and init.keys() == binder.param_names):
         check_names(plan, {**data, **init}, [])
         _check_split(plan, data, init)
+    validator: InLoop | Validator | None = None
+    if val_data is not None:
+        validator = (InLoop(compiled, val_data, patience, restore_best) if inside
+                     else Validator(loss, val_data, target, dtype, patience, restore_best))
     if batch_size is not None and dask:  # a batch is a seeded group of whole chunks
         batching = (int(batch_size), bool(shuffle), int(seed))
         train, n_samples, per_epoch = distributed.trainer(compiled, data, client, batching)
@@ -165,7 +170,7 @@ def fit(
     elif batch_size is not None:  # each step gathers its batch inside the compiled loop
         arrays, n_samples = binder.data(data)
         _check_sample_axes(plan)
-        train = functools.partial(_batched, compiled, tuple(arrays), (int(batch_size), bool(shuffle), int(seed)))
+        train = _trainer(compiled, tuple(arrays), (int(batch_size), bool(shuffle), int(seed)), validator)
         steps = epochs * -(-n_samples // batch_size) if epochs is not None else steps
         n_samples = min(n_samples, batch_size)
     elif targets.get(target).device:  # data copied to the device once; every step runs there
@@ -174,22 +179,22 @@ def fit(
         train, n_samples, _ = distributed.trainer(compiled, data, client)
     else:
         arrays, n_samples = binder.data(data)
-        train = functools.partial(_unbatched, compiled, tuple(arrays))
+        train = _trainer(compiled, tuple(arrays), (), validator)
     if steps is None:  # epochs without batches: one step per epoch
         steps = epochs
     slots, count = _initial_state(optimizer, binder.n_grads, state)
-    loop = _Loop(compiled, train, binder.theta(init), optimizer, slots, count)
+    loop = _Loop(compiled, train, binder.theta(init), optimizer, slots, count, validator if inside else None)
     bar = _progress_bar(progress, steps, (n_samples or 1) * steps)
-    validator = None if val_data is None else Validator(loss, val_data, target, dtype, patience, restore_best)
-    stepping = bar is not None or callback is not None or tol is not None or validator is not None
-    every_log = callback is not None or tol is not None or validator is not None
+    host = validator is not None and not inside  # validated from Python between chunks (validation.py)
+    stepping = bar is not None or callback is not None or tol is not None or host
+    every_log = callback is not None or tol is not None or host
     chunk = log_every if every_log else log_every * max(1, steps // (100 * log_every))  # ~100 bar updates
     history: list[tuple[int, float]] = []
     loop.compile()  # res.seconds is the training loop's time, not Numba's (that is in timings["numba"])
     stopped, start = None, time.perf_counter()
     try:
         for t0, n, period in _chunks(count, steps, log_every, chunk if stepping else None):
-            if validator is None:
+            if not host:
                 done, logged = loop.run(t0, n, period)
             else:  # one logged step, the piece's last: validate at its parameters, then run it
                 done, logged = loop.run(t0, n - 1, n)
@@ -202,8 +207,12 @@ def fit(
                 bar.update(done)
                 val = {"val": f"{validator.history[-1][1]:.6g}"} if validator is not None and validator.history else {}
                 bar.set_postfix(loss=f"{logged[-1][1]:.6g}" if logged else None, **val, refresh=False)
-            stopped = "nonfinite" if done < n else _early_stop(logged, tol, callback, loop)
-            if not stopped and validator is not None and validator.exhausted:
+            patience_out = validator is not None and validator.exhausted
+            if done < n and not (inside and patience_out):  # (the loop returns after a step out of patience)
+                stopped = "nonfinite"
+            else:
+                stopped = _early_stop(logged, tol, callback, loop)
+            if not stopped and patience_out:
                 stopped = "patience"
             if stopped:
                 break
@@ -221,11 +230,13 @@ def fit(
 
 class _Loop:
     """The training function (``train(theta, hyper, state, count, steps, log_every, history)``,
-    the compiled one bound to its data) with the arrays it updates in place between calls."""
+    the compiled one bound to its data) with the arrays it updates in place between calls;
+    ``validator``: where a compiled loop that validates leaves the validation losses."""
 
     def __init__(self, compiled: Compiled, train: Callable[..., int], theta: np.ndarray, optimizer: Any,
-                 slots: np.ndarray, count: int) -> None:
+                 slots: np.ndarray, count: int, validator: InLoop | None = None) -> None:
         self.compiled, self.train, self.theta, self.optimizer = compiled, train, theta, optimizer
+        self.validator = validator
         self.slots, self.count, self.start_count = slots, count, count
         self.hyper = np.array(list(optimizer.hyper.values()), dtype=np.float64)
         self.initial = (theta.copy(), slots.copy())
@@ -240,8 +251,16 @@ class _Loop:
         history = np.zeros(n // period)
         done = int(self.train(self.theta, self.hyper, self.slots, self.count, n, period, history))
         self.count += done
-        kept = len(history) if done >= n else (done + 1) // period
-        return done, [(t0 + k * period + period - 1, float(v)) for k, v in enumerate(history[:kept])]
+        if done >= n:
+            kept = len(history)
+        elif self.validator is not None and self.validator.exhausted:  # patience: after logged step done - 1
+            kept = done // period
+        else:  # a non-finite loss at step done (logged if on the grid)
+            kept = (done + 1) // period
+        logged = [(t0 + k * period + period - 1, float(v)) for k, v in enumerate(history[:kept])]
+        if self.validator is not None:
+            self.validator.record([t for t, _ in logged])
+        return done, logged
 
     def params(self, theta: np.ndarray | None = None) -> dict[str, Any]:
         return self.compiled.binder.params(self.theta if theta is None else theta)
@@ -413,6 +432,30 @@ def _batched(compiled: Compiled, arrays: tuple, batching: tuple, *args: Any) -> 
     return compiled.run(compiled.module.train_batches, arrays, *args, *batching, *_scratch(compiled))
 
 
+def _validated(compiled: Compiled, arrays: tuple, validator: InLoop, batching: tuple, theta: np.ndarray,
+               hyper: np.ndarray, state: np.ndarray, count: int, steps: int, log_every: int,
+               history: np.ndarray) -> int:
+    """The compiled ``train_val`` (``train_batches_val`` with ``batching``) with the ``train``
+    signature _Loop calls; its validation losses left in ``validator.logged``."""
+    fn = compiled.module.train_batches_val if batching else compiled.module.train_val
+    val_history = np.zeros(len(history))
+    done = compiled.run(fn, arrays, validator.arrays, theta, hyper, state, count, steps, log_every, history,
+                        val_history, validator.limit, validator.best, validator.state, *batching,
+                        *_scratch(compiled))
+    validator.logged = val_history
+    return done
+
+
+def _trainer(compiled: Compiled, arrays: tuple, batching: tuple, validator: Any) -> Callable[..., int]:
+    """The compiled training loop for ``arrays`` (on mini-batches with ``batching``; validating
+    inside with an InLoop ``validator``), as _Loop calls it."""
+    if isinstance(validator, InLoop):
+        return functools.partial(_validated, compiled, arrays, validator, batching)
+    if batching:
+        return functools.partial(_batched, compiled, arrays, batching)
+    return functools.partial(_unbatched, compiled, arrays)
+
+
 def _check_batches(batch_size: Any, shuffle: Any, seed: Any, epochs: Any, steps: Any, target: str, data: Any) -> None:
     if epochs is not None:
         if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 0:
@@ -441,32 +484,32 @@ def _check_sample_axes(plan: Any) -> None:
 
 
 def _compiled(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, optimizer: Any,
-              batches: bool = False, schedule: str = "auto") -> Compiled:
+              batches: bool = False, schedule: str = "auto", validate: bool = False) -> Compiled:
     if not plancache.own_optimizer(optimizer) and not all(
             hasattr(optimizer, a) for a in ("hyper", "slots", "formula")):
         raise GraphcError(f"optimizer must be a graphc optimizer such as gc.SGD(lr=...), got {optimizer!r}")
-    key = ("train", wrt_key(wrt), target, dtype, schedule, plancache.optimizer_key(optimizer), batches)
+    key = ("train", wrt_key(wrt), target, dtype, schedule, plancache.optimizer_key(optimizer), batches, validate)
     compiled = memo_get(loss, key)  # trained in this process already: nothing is read or built
     if compiled is None:
-        compiled = memo_put(loss, key, _build(loss, wrt, target, dtype, optimizer, batches, schedule))
+        compiled = memo_put(loss, key, _build(loss, wrt, target, dtype, optimizer, batches, schedule, validate))
     compiled.optimizer = optimizer  # export() writes the training loop with it
     return compiled
 
 
 def _build(loss: Node, wrt: Sequence[Node] | None, target: str, dtype: str, optimizer: Any,
-           batches: bool, schedule: str) -> Compiled:
+           batches: bool, schedule: str, validate: bool = False) -> Compiled:
     timings = Timings()
     second_order = getattr(optimizer, "second_order", False)  # make_plan adds the Hessian (fused only)
 
     def build() -> tuple[Any, str]:
         plan = make_plan(loss, wrt, timings, schedule, target, hessian=second_order)
         with timings.stage("codegen"):
-            source = codegen.emit(plan, target, codegen.check_dtype(dtype), optimizer, batches)
+            source = codegen.emit(plan, target, codegen.check_dtype(dtype), optimizer, batches, validate)
         return plan, source
 
     plan, source = plancache.get(build, loss, wrt, timings, warn_zero_grads=not second_order, kind="train",
                                  target=target, dtype=dtype, optimizer=optimizer, batches=batches,
-                                 schedule=schedule)
+                                 schedule=schedule, validate=validate)
     return Compiled(plan, source, target, dtype, timings, stem="graphc_fit")
 
 

@@ -15,11 +15,14 @@ DTYPES = ("float64", "float32")
 
 
 def emit(plan: Plan, target: str = "cpu", dtype: str = "float64", optimizer: object | None = None,
-         batches: bool = False) -> str:
+         batches: bool = False, validate: bool = False) -> str:
     """The generated module for ``plan`` on ``target`` (with a training loop if ``optimizer``;
-    ``batches``: also the mini-batch loop ``train_batches``, cpu and parallel only)."""
+    ``batches``: also the mini-batch loop ``train_batches``, cpu and parallel only;
+    ``validate``: also the loops that validate at each logged step, ``train_val`` and
+    ``train_batches_val``, cpu and parallel only)."""
     emitter = targets.get(target).emitter(plan.schedule, plan.forward)(plan, dtype, optimizer)
     emitter.batches = batches and optimizer is not None
+    emitter.validate = validate and optimizer is not None
     return emitter.module()
 
 

@@ -25,6 +25,7 @@ from .printer import printer
 class CpuEmitter:
     target = "cpu"
     batches = False  # emit train_batches too (fit with batch_size)
+    validate = False  # emit train_val (and train_batches_val) too (fit with val_data)
     jit = "@numba.njit(**OPTS)"
     evaluate_jit = "@numba.njit(**OPTS)"
     MAX_INLINE_ARGS = 30  # CPython passes more arguments as a tuple, which Numba cannot inline
@@ -53,6 +54,8 @@ class CpuEmitter:
             functions += [self.update(), self.train()]
             if self.batches:
                 functions.append(self.train_batches())
+            if self.validate:  # the same loops, validating at each logged step
+                functions += [self.train(validate=True)] + ([self.train_batches(validate=True)] if self.batches else [])
         # the helpers the printed functions call go right after OPTS (known only now)
         helpers = mathlib.source(self.printer.used, float32=self.dtype == "float32")
         return self.assemble([self.preamble(), *([helpers] if helpers else []), *functions])
@@ -329,34 +332,46 @@ class CpuEmitter:
 
     inline_evaluate = True  # train runs evaluate's body itself: fit compiles one function
 
-    def train(self) -> str:
+    def train(self, validate: bool = False) -> str:
+        """``train``; with ``validate``, ``train_val``: the same loop, validating at each logged step."""
         plan = self.plan
+        signature = ["def train(data, theta, hyper, state, count, steps, log_every, history, grad, acc):"]
+        if validate:
+            signature = [
+                "def train_val(data, val, theta, hyper, state, count, steps, log_every, history, val_history, patience,",
+                "              best, val_state, grad, acc):",
+            ]
+        unused = ", acc only evaluate's (on val)" if validate else ", acc is unused"
         head = [
             self.jit,
-            "def train(data, theta, hyper, state, count, steps, log_every, history, grad, acc):",
+            *signature,
             '    """Run `steps` optimizer steps on theta and state in place; returns the steps done.',
+            *(VAL_DOC if validate else []),
             f"    grad ({plan.n_grads}) and acc ({plan.n_acc}) are scratch space from the caller"
-            + ('; the sums stay locals here, acc is unused."""' if self.inlined else '."""'),
+            + (f'; the sums stay locals here{unused}."""' if self.inlined else '."""'),
         ]
+        validation = VAL_LINES if validate else []
         if not (self.inline_evaluate and self.args):
-            return "\n".join(head + ["    for step in range(steps):", *self.step_lines("evaluate(*data, theta, grad, acc)")])
-        head += [f"    {self.args}, = data", self.n_line("    ") if plan.sample_data else "    n = 0"]
+            loop = ["    for step in range(steps):", *validation]
+            return "\n".join(head + loop + self.step_lines("evaluate(*data, theta, grad, acc)", validate=validate))
+        start = [f"    {self.args}, = data", self.n_line("    ") if plan.sample_data else "    n = 0"]
         if not self.inlined:
-            head.append("    for step in range(steps):  # each step: evaluate's body, then the update")
+            start += ["    for step in range(steps):  # each step: evaluate's body, then the update", *validation]
             for k in range(len(self.sizes)):
-                head += ["    " + line for line in self.run_loop(k)]
-            return "\n".join(head + self.step_lines(self.finish_call))
+                start += ["    " + line for line in self.run_loop(k)]
+            return "\n".join(head + start + self.step_lines(self.finish_call, validate=validate))
         lines, calls = self.evaluate_code
-        body = ["    for step in range(steps):  # each step: evaluate's lines, then update's"]
+        body = ["    for step in range(steps):  # each step: evaluate's lines, then update's", *validation]
         body += [f"        {line}" for line in lines]
         update = None
         if self.inlined_update:
             update = [f"        # the update (the lines of update): {self.optimizer.formula}", *self.update_body("        ")]
-        return self.function(head[:4], lambda: head[4:] + body + self.step_lines(None, update), calls)
+        return self.function(head, lambda: start + body + self.step_lines(None, update, validate), calls)
 
-    def train_batches(self) -> str:
+    def train_batches(self, validate: bool = False) -> str:
         """The training loop on mini-batches: each step gathers its batch, then runs evaluate
-        (its body, as train does, so a batch of all samples gives train's bits)."""
+        (its body, as train does, so a batch of all samples gives train's bits). With
+        ``validate``, ``train_batches_val``, which validates at each logged step as train_val."""
         plan = self.plan
         names = [spell(d.name) for d in plan.data]
         first = spell(plan.sample_data[0].name)
@@ -369,13 +384,22 @@ class CpuEmitter:
             evaluate = self.finish_call
         else:
             body, evaluate = [], f"evaluate({', '.join(f'{s}[take]' if s in gathered else s for s in names)}, theta, grad, acc)"
-        return "\n".join([
-            self.jit,
+        signature = [
             "def train_batches(data, theta, hyper, state, count, steps, log_every, history, batch, shuffle, seed,",
             "                  grad, acc):",
+        ]
+        if validate:
+            signature = [
+                "def train_batches_val(data, val, theta, hyper, state, count, steps, log_every, history, val_history,",
+                "                      patience, best, val_state, batch, shuffle, seed, grad, acc):",
+            ]
+        return "\n".join([
+            self.jit,
+            *signature,
             '    """Like train, on mini-batches. Global step t (= count) uses batch t % nb of epoch t // nb,',
             "    nb = ceil(total / batch): samples order[k*batch:(k+1)*batch], where order is 0..total-1, or with",
             "    shuffle a permutation drawn after seeding with (seed, epoch) only, so chunked calls agree.",
+            *(["    At each logged step it validates on all of val, as train_val does."] if validate else []),
             f"    grad ({plan.n_grads}) and acc ({plan.n_acc}) are scratch space from the caller.\"\"\"",
             f"    {', '.join(names)}, = data",
             f"    total = {first}.shape[0]",
@@ -383,6 +407,7 @@ class CpuEmitter:
             "    order = np.arange(total)",
             "    epoch = -1",
             "    for step in range(steps):",
+            *(VAL_LINES if validate else []),
             "        if shuffle and count // nb != epoch:",
             "            epoch = count // nb",
             "            np.random.seed((seed * 1000003 + epoch) % 4294967296)",
@@ -390,24 +415,54 @@ class CpuEmitter:
             "        lo = (count % nb) * batch",
             "        take = order[lo:min(total, lo + batch)]",
             *body,
-            *self.step_lines(evaluate),
+            *self.step_lines(evaluate, validate=validate),
         ])
 
     @staticmethod
-    def step_lines(evaluate: str | None, update: list[str] | None = None) -> list[str]:
+    def step_lines(evaluate: str | None, update: list[str] | None = None, validate: bool = False) -> list[str]:
         """The rest of a training step (both loops): log, stop if not finite, update.
         ``evaluate``: the call giving the loss (None: the lines before set it); ``update``: the
-        update's own lines (None: call update)."""
+        update's own lines (None: call update); ``validate``: early stopping's bookkeeping
+        (after the finite check, so a stop at a non-finite loss is never one for patience)."""
         return [
             *([f"        loss = {evaluate}"] if evaluate else []),
             "        if step % log_every == log_every - 1:",
             "            history[step // log_every] = loss",
             "        if not abs(loss) <= 1.7976931348623157e308:  # NaN or inf (math.isfinite folds away under reassoc)",
             "            return step",
+            *(EARLY_STOP if validate else []),
             "        count += 1",
             *(update or ["        update(theta, grad, hyper, state, count)"]),
+            *(["        if stop:  # `patience` logged steps without a new best validation loss", "            return step + 1"]
+              if validate else []),
             "    return steps",
         ]
+
+
+# ---- validation in the training loop (fit with val_data): train_val, train_batches_val ----
+VAL_DOC = [
+    "    At each logged step it also evaluates the loss on the validation data val (a tuple like data)",
+    "    at theta, before the step's update (as history's loss), into val_history. val_state holds the",
+    "    best validation loss so far (NaN: none yet), its step and the logged steps since: a new best",
+    "    copies theta into best; after `patience` logged steps without one the run stops.",
+]
+VAL_LINES = [  # first in a step, before the training loss and gradient overwrite grad and acc
+    "        if step % log_every == log_every - 1:  # the loss on the validation data at theta",
+    "            val_loss = evaluate(*val, theta, grad, acc)  # (and its gradient, overwritten below: unused)",
+    "            val_history[step // log_every] = val_loss",
+]
+EARLY_STOP = [
+    "        stop = False",
+    "        if step % log_every == log_every - 1:  # early stopping on the validation loss",
+    "            if val_loss < val_state[0] or val_state[0] != val_state[0]:  # a new best (any value replaces NaN)",
+    "                val_state[0] = val_loss",
+    "                val_state[1] = count",
+    "                val_state[2] = 0.0",
+    "                best[:] = theta  # the parameters of this step, before its update",
+    "            else:",
+    "                val_state[2] += 1.0",
+    "            stop = val_state[2] >= patience",
+]
 
 
 # ---- the optimizer update, lowered from its SymPy expressions (optim.Optimizer.update) ----

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -14,7 +15,7 @@ from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, 
 from .errors import GraphcError, UnsupportedError
 from .graph import Graph, Node, NodeMemo, format_shape, resolve_wrt
 from .runtime import Binder, Result, check_names, dtype_name, merge
-from . import schedule as schedule_
+from . import plan as plan_
 from .plan import Plan
 from .schedule import fuse
 from .timings import Timings
@@ -106,8 +107,8 @@ def _environment() -> tuple:
 def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule: str = "auto",
               target: str = "cpu", hessian: bool = False) -> Plan:
     """Graph and gradients lowered and scheduled; memoised per (loss, wrt, schedule).
-    ``hessian``: the exact Hessian's upper triangle too (second-order optimizers; fused,
-    scalar parameters)."""
+    ``hessian``: the exact Hessian's upper triangle too (second-order optimizers, scalar
+    parameters; either schedule)."""
     if schedule not in blocked.SCHEDULES:
         raise GraphcError(f"unknown schedule {schedule!r}; choose one of {', '.join(blocked.SCHEDULES)}")
     with timings.stage("graph"):
@@ -125,45 +126,46 @@ def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule
         with timings.stage("autodiff"):
             grads = memo[key] = autodiff.gradients(loss, wrt)
     if hessian:
-        return _hessian_plan(loss, wrt, grads, graph, schedule, timings, memo, key)
+        _check_hessian(wrt)
     kind = blocked.choose(loss, grads, target) if schedule == "auto" else schedule
-    cached = memo.get((key, kind))
+    cached = memo.get((key, kind, hessian))
     if cached is not None:
         return cached
-    if kind == "blocked":
-        with timings.stage("schedule"):
-            plan = blocked.plan(loss, wrt, grads, graph.params, graph.data)
-    else:
-        try:
-            plan = fuse(loss, wrt, grads, graph.params, graph.data, timings)  # times schedule and cse
-        except UnsupportedError:  # too many scalar terms to unroll
-            if schedule != "auto" or not targets.get(target).blocks:
-                raise
-            with timings.stage("schedule"):
-                plan = blocked.plan(loss, wrt, grads, graph.params, graph.data)
+    hess = memo.get((key, "hessian"))
+    if hessian and hess is None:
+        with timings.stage("autodiff"):
+            hess = memo[(key, "hessian")] = autodiff.hessian(grads, wrt)
+
+    def lower(how: str) -> Plan:
+        if how == "blocked":
+            def build(*args: Any) -> Plan:
+                with timings.stage("schedule"):
+                    return blocked.plan(*args)
+        else:
+            build = functools.partial(fuse, timings=timings)  # times schedule and cse
+        if hessian:
+            return plan_.with_hessian(build, loss, wrt, grads, hess, graph.params, graph.data)
+        return build(loss, wrt, grads, graph.params, graph.data)
+
+    try:
+        plan = lower(kind)
+    except UnsupportedError:  # too many scalar terms to unroll
+        if kind == "blocked" or schedule != "auto" or not targets.get(target).blocks:
+            raise
+        plan = lower("blocked")
     for name in plan.zero_grads:
         warnings.warn(f"the loss does not depend on parameter {name!r}; its gradient is zero", stacklevel=3)
-    memo[(key, kind)] = plan
+    memo[(key, kind, hessian)] = plan
     return plan
 
 
-def _hessian_plan(loss: Node, wrt: list[Node], grads: dict, graph: Graph, schedule: str, timings: Timings,
-                  memo: dict, key: tuple) -> Plan:
-    if schedule == "blocked":
-        raise UnsupportedError("the exact Hessian (a second-order optimizer) needs schedule='fused'")
+def _check_hessian(wrt: list[Node]) -> None:
     for p in wrt:
         if p.shape != ():
             raise GraphcError(
                 f"the exact Hessian (gc.Newton) needs scalar parameters, and {p.name!r} has shape "
                 f"{format_shape(p.shape)}: use a first-order optimizer, or split it into scalars with gc.params"
             )
-    plan = memo.get((key, "hessian"))
-    if plan is None:
-        with timings.stage("autodiff"):
-            hess = autodiff.hessian(grads, wrt)
-        plan = memo[(key, "hessian")] = schedule_.fuse_hessian(loss, wrt, grads, hess, graph.params, graph.data,
-                                                               timings)
-    return plan
 
 
 class Compiled:

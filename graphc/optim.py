@@ -184,7 +184,7 @@ class Optimizer:
 
     @property
     def second_order(self) -> bool:
-        """``order >= 2`` (what train.py asks: a Hessian plan, the fused schedule only)."""
+        """``order >= 2`` (what train.py asks: a Hessian plan, on either schedule)."""
         return self.order >= 2
 
     @property
@@ -414,7 +414,8 @@ class Newton(Optimizer):
     """Damped Newton: solve ``(H + damping * I) delta = grad``, then ``p -= lr * delta``.
 
     ``H`` is the exact Hessian: graphc differentiates the gradient graph once more, and the
-    compiled loop computes loss, gradient and Hessian in the same fused pass. For scalar
+    compiled loop computes loss, gradient and Hessian in the same pass over the samples
+    (fused, or blocked where the model has wide layers of constants). For scalar
     parameters only (a handful: the linear solve is dense). ``order = 2``: the generated
     code solves for ``delta`` and hands it to ``update`` as ``g``.
     """

@@ -23,10 +23,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Callable
 
 import sympy as sp
 
-from .graph import N, Node
+from .graph import N, Node, spell
 
 
 @dataclass(eq=False)
@@ -95,7 +96,8 @@ class Fused:
 class Blocked:
     """The tensor-level graph over blocks of ``rows`` samples (``blocked.plan``)."""
 
-    grads: dict[str, Node | None]  # wrt parameter name -> its gradient node (None: zero)
+    grads: dict[str, Node | None]  # what grad holds, in order: name -> node (None: zero); each
+    # wrt parameter's gradient, then any Hessian entries (``with_hessian``'s stand-in names)
     kept: list[Node]  # nodes kept in arrays, in topological order (the rest are inlined)
     rows: int  # samples per block
     blas: bool  # contractions call np.dot (SciPy present) rather than printed loops
@@ -181,3 +183,37 @@ def param_layout(wrt: list[Node], params: list[Node]) -> tuple[list[Node], dict[
         layout[p.name] = (offset, tuple(p.shape))
         offset += math.prod(p.shape)
     return frozen, layout
+
+
+def with_hessian(lower: Callable[..., Plan], loss: Node, wrt: list[Node], grads: dict[Node, Node | None],
+                 hess: dict[tuple[Node, Node], Node | None], params: list[Node], data: list[Node]) -> Plan:
+    """Loss, gradient and the Hessian entries ``hess`` (``autodiff.hessian``: the upper
+    triangle, scalar parameters) as one plan, made by either schedule's ``lower``. The entries
+    ride through it as the "gradients" of stand-in parameters, named apart from every
+    parameter, which are then dropped from the layout: grad holds the gradient, then the
+    entries in order (``n_hessian``)."""
+    taken = {p.name for p in params}
+    stand_ins, entries, labels = [], dict(grads), {}
+    for (p, q), node in hess.items():
+        name = f"hess_{spell(p.name)}_{spell(q.name)}"
+        while name in taken:  # a user's parameter of that name: the stand-in takes another
+            name += "_"
+        taken.add(name)
+        stand_in = Node("param", shape=(), name=name)
+        stand_ins.append(stand_in)
+        entries[stand_in] = node
+        labels[name] = f"d2(loss)/d({p.name})d({q.name})"
+    plan = lower(loss, list(wrt) + stand_ins, entries, list(params), list(data))
+    n, m = len(wrt), len(labels)
+    shift = lambda k: k if k < n else k - m  # noqa: E731  (frozen parameters move down by m)
+    plan.layout = {name: (shift(off), shape) for name, (off, shape) in plan.layout.items() if name not in labels}
+    plan.wrt, plan.n_hessian = list(wrt), m
+    plan.zero_grads = [z for z in plan.zero_grads if z not in labels]
+    low = plan.lowered
+    if isinstance(low, Fused):  # its own theta index, and the comments of the sums that are entries
+        low.param_symbols = {s: shift(k) for s, k in low.param_symbols.items()}
+        accs = {acc.symbol: acc for acc in plan.accumulators}
+        for k, (out, label) in enumerate(zip(low.outputs[1 + n:1 + n + m], labels.values())):
+            if out in accs and out not in low.outputs[:1 + n + k]:
+                accs[out].comment = label
+    return plan

@@ -267,39 +267,6 @@ def _accumulators(loops: list[Loop]) -> list[Accumulator]:
     return [a for loop in loops for a in loop.accumulators]
 
 
-def fuse_hessian(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None],
-                 hess: dict[tuple[Node, Node], Node | None], params: Sequence[Node], data: Sequence[Node],
-                 timings: Any = None) -> Plan:
-    """Loss, gradient and the Hessian entries ``hess`` (``autodiff.hessian``) as one fused
-    plan. The entries ride through ``fuse`` as the "gradients" of stand-in parameters, named
-    apart from every parameter, which are then dropped from the layout."""
-    taken = {p.name for p in params}
-    stand_ins, entries, labels = [], dict(grads), {}
-    for (p, q), node in hess.items():
-        name = f"hess_{spell(p.name)}_{spell(q.name)}"
-        while name in taken:  # a user's parameter of that name: the stand-in takes another
-            name += "_"
-        taken.add(name)
-        stand_in = Node("param", shape=(), name=name)
-        stand_ins.append(stand_in)
-        entries[stand_in] = node
-        labels[name] = f"d2(loss)/d({p.name})d({q.name})"
-    plan = fuse(loss, list(wrt) + stand_ins, entries, params, data, timings)
-    n, m = len(wrt), len(labels)
-    shift = lambda k: k if k < n else k - m  # noqa: E731  (frozen parameters move down by m)
-    layout = {name: (shift(off), shape) for name, (off, shape) in plan.layout.items() if name not in labels}
-    # an accumulator that is a stand-in's output (the first output it is) sums a Hessian entry
-    low = plan.lowered
-    accs = {acc.symbol: acc for acc in plan.accumulators}
-    for k, (out, label) in enumerate(zip(low.outputs[1 + n:1 + n + m], labels.values())):
-        if out in accs and out not in low.outputs[:1 + n + k]:
-            accs[out].comment = label
-    plan.wrt, plan.layout, plan.n_hessian = list(wrt), layout, m
-    plan.zero_grads = [z for z in plan.zero_grads if z not in labels]
-    low.param_symbols = {s: shift(k) for s, k in low.param_symbols.items()}
-    return plan
-
-
 def fuse_forward(results: Sequence[Node], params: Sequence[Node], data: Sequence[Node],
                  timings: Any = None) -> Plan:
     """Lower ``results`` (any shapes) for a forward function: the fused schedule's passes for

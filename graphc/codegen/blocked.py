@@ -564,15 +564,17 @@ class BlockedMixin:
         w = Writer(self, None)
         body: list[Stmt] = []
         loss = w.elem(plan.loss, ()).xreplace(w.known)
-        for p in plan.wrt:
-            off, shape = plan.layout[p.name]
-            g = plan.lowered.grads[p.name]
+        off = 0  # grad: each parameter's gradient where it sits in theta, then any Hessian entries
+        for name, g in plan.lowered.grads.items():
+            shape = plan.layout[name][1] if name in plan.layout else ()  # an entry: a scalar
             if g is None:
-                body.append(Comment(f"the loss does not depend on {p.name}"))
+                zero = f"the loss does not depend on {name}" if name in plan.layout else f"{name} is zero"
+                body.append(Comment(zero))
                 body += _copy("grad", off, shape, lambda idx: sp.S.Zero)
-                continue
-            body.append(Comment(f"d(loss)/d({p.name})"))
-            body += _copy("grad", off, shape, lambda idx, g=g: w.elem(g, idx).xreplace(w.known))
+            else:
+                body.append(Comment(f"d(loss)/d({name})" if name in plan.layout else f"the Hessian's entry {name}"))
+                body += _copy("grad", off, shape, lambda idx, g=g: w.elem(g, idx).xreplace(w.known))
+            off += math.prod(shape)
         if loss != local("loss"):
             body.append(Assign(local("loss"), loss))
         body.append(Code("return loss", frozenset({"loss"})))

@@ -341,17 +341,24 @@ class CpuEmitter:
                 "def train_val(data, val, theta, hyper, state, count, steps, log_every, history, val_history, patience,",
                 "              best, val_state, grad, acc):",
             ]
-        unused = ", acc only evaluate's (on val)" if validate else ", acc is unused"
+        scratch = f"    grad ({plan.n_grads}) and acc ({plan.n_acc}) are scratch space from the caller"
+        if not self.inlined:
+            scratch_doc = [scratch + '."""']
+        elif validate:
+            scratch_doc = [scratch + "; the sums stay locals here,", '    acc serves only evaluate on val."""']
+        else:
+            scratch_doc = [scratch + '; the sums stay locals here, acc is unused."""']
         head = [
             self.jit,
             *signature,
             '    """Run `steps` optimizer steps on theta and state in place; returns the steps done.',
             *(VAL_DOC if validate else []),
-            f"    grad ({plan.n_grads}) and acc ({plan.n_acc}) are scratch space from the caller"
-            + (f'; the sums stay locals here{unused}."""' if self.inlined else '."""'),
+            *scratch_doc,
         ]
         validation = VAL_LINES if validate else []
-        if not (self.inline_evaluate and self.args):
+        # validating, a step that would call the passes calls evaluate, which validation calls
+        # too: the passes (inline="always") compile once, not twice
+        if not (self.inline_evaluate and self.args) or (validate and not self.inlined):
             loop = ["    for step in range(steps):", *validation]
             return "\n".join(head + loop + self.step_lines("evaluate(*data, theta, grad, acc)", validate=validate))
         start = [f"    {self.args}, = data", self.n_line("    ") if plan.sample_data else "    n = 0"]
@@ -377,7 +384,7 @@ class CpuEmitter:
         first = spell(plan.sample_data[0].name)
         gathered = {s: f"batch_{k}" for k, (s, d) in enumerate(zip(names, plan.data)) if N in d.shape}
         batch_args = ", ".join(gathered.get(s, s) for s in names)
-        if self.inline_evaluate:
+        if self.inline_evaluate and not validate:  # (validating: evaluate, as in train)
             body = [f"        {b} = {s}[take]" for s, b in gathered.items()]
             body.append(f"        n = {gathered[first]}.shape[0]")
             body += ["    " + line for k in range(len(self.sizes)) for line in self.run_loop(k, batch_args)]
@@ -458,7 +465,8 @@ EARLY_STOP = [
     "                val_state[0] = val_loss",
     "                val_state[1] = count",
     "                val_state[2] = 0.0",
-    "                best[:] = theta  # the parameters of this step, before its update",
+    "                for idx in range(theta.shape[0]):  # the parameters of this step, before its update",
+    "                    best[idx] = theta[idx]  # (element by element: a slice assignment compiles slowly)",
     "            else:",
     "                val_state[2] += 1.0",
     "            stop = val_state[2] >= patience",

@@ -215,3 +215,17 @@ def test_validation_in_the_blocked_loop_equals_numpy():
     best = path[res.val_history[int(np.argmin(values))][0]]
     for k in init:
         np.testing.assert_allclose(res.params[k], best[k], rtol=1e-10, atol=1e-14)
+
+
+def test_validation_from_python_with_dask_data_equals_the_compiled_loops():
+    """Dask data (like cuda) still validates from Python between chunks: the same steps, losses
+    and best parameters as the compiled loop's validation."""
+    da = pytest.importorskip("dask.array")
+    kw = dict(init=INIT, optimizer=gc.SGD(lr=0.8), steps=300, log_every=5, val_data={"x": XV, "y": YV}, patience=3,
+              restore_best=True, check_finite=False)
+    loop = gc.fit(LOSS, data={"x": XT, "y": YT}, **kw)
+    host = gc.fit(LOSS, data={"x": da.from_array(XT, chunks=20), "y": da.from_array(YT, chunks=20)}, **kw)
+    assert host.stopped == loop.stopped == "patience" and host.steps == loop.steps
+    assert [t for t, _ in host.val_history] == [t for t, _ in loop.val_history]
+    np.testing.assert_allclose([v for _, v in host.val_history], [v for _, v in loop.val_history], rtol=1e-12)
+    np.testing.assert_allclose([host.params["a"], host.params["b"]], [loop.params["a"], loop.params["b"]], rtol=1e-12)

@@ -19,6 +19,11 @@
 4. JAX ``jit`` and ``torch.compile`` on the 3-32-1 MLP (first call = compile; then the median
    call) where they are installed; skipped otherwise.
 
+graphc's math helpers (``_exp``, ``_tanh``, ``_log``, ``solve``, ...) are compiled once per
+installation (graphc/codegen/helpers/, Numba's cache beside it), not per model: the first compiles
+measure a new model on a machine that has compiled one before; ``--fresh-helpers`` deletes that
+machine code before each repeat (a machine's very first model).
+
 ``--baseline DIR`` runs every child a second time with another graphc (DIR holds its
 ``graphc`` package, e.g. ``git archive REV graphc | tar -x -C DIR``), each repeat right after
 the same repeat of this one, so both see the same load. Medians of ``--repeats`` (first
@@ -295,11 +300,24 @@ def byte_compile(package: Path) -> None:
     subprocess.run([sys.executable, "-c", "import graphc"], env=env, check=True, capture_output=True)
 
 
-def run(repeats: int, models: list[str], packages: dict[str, Path], cold_repeats: int, peers: bool) -> dict:
+def drop_helpers(package: Path) -> int:
+    """Delete the machine code of graphc's compiled math helpers (graphc/codegen/helpers/,
+    compiled once per installation) where ``package`` has them; returns how many files went."""
+    if not (package / "graphc" / "codegen" / "helpers").is_dir():
+        return 0
+    env = dict(os.environ, PYTHONPATH=str(package))
+    code = "from graphc.codegen import mathlib; print(mathlib.drop_compiled())"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return int(proc.stdout.strip().splitlines()[-1])
+
+
+def run(repeats: int, models: list[str], packages: dict[str, Path], cold_repeats: int, peers: bool,
+        fresh_helpers: bool = False) -> dict:
     for package in packages.values():
         byte_compile(package)
     report: dict = {
         "machine": machine(),
+        "fresh_helpers": fresh_helpers,
         "repeats": repeats,
         "models": models,
         "packages": {k: str(v) for k, v in packages.items()},
@@ -314,6 +332,8 @@ def run(repeats: int, models: list[str], packages: dict[str, Path], cold_repeats
             for name, package in packages.items():
                 with tempfile.TemporaryDirectory(prefix="graphc-latency-") as cache:
                     order = "hand" if r % 2 == 0 else "graphc"
+                    if fresh_helpers:
+                        drop_helpers(package)
                     out = spawn("first", [model, order], package, cache)
                 report["first"][model][name].append(out)
                 print(
@@ -429,7 +449,10 @@ def text(report: dict) -> str:
         f"packages: {report['packages']}",
         "",
         f"First compile (fresh process, empty cache, after Numba's start-up), median of "
-        f"{report['repeats']} repeats, seconds:",
+        f"{report['repeats']} repeats, seconds; graphc's math helpers (graphc/codegen/helpers/, compiled "
+        f"once per installation) "
+        + ("compiled anew in each repeat (--fresh-helpers):" if report.get("fresh_helpers")
+           else "already compiled, as after a machine's first model:"),
         "",
     ]
     head = (
@@ -458,12 +481,13 @@ def text(report: dict) -> str:
         "| | " + " | ".join(f"{lab[n]}: empty cache | {lab[n]}: warm cache" for n in names) + " |",
         "|" + "---|" * (2 * len(names) + 1),
     ]
+    cold = all(s["cold"].get(n) for n in names)  # --cold-repeats 0: none
     for key, label in (
         ("import", "import graphc"),
         ("first", "first result"),
         ("total", "import + first result"),
         ("process_wall", "process wall"),
-    ):
+    ) if cold else ():
         cells = " | ".join(
             f"{s['cold'][n]['empty'][key]:.3f} | {s['cold'][n]['warm_cache'][key]:.3f}" for n in names
         )
@@ -471,8 +495,8 @@ def text(report: dict) -> str:
     cells = " | ".join(
         f"{s['cold'][n]['empty']['sympy_imported']} | {s['cold'][n]['warm_cache']['sympy_imported']}"
         for n in names
-    )
-    lines.append(f"| sympy imported | {cells} |")
+    ) if cold else ""
+    lines.append(f"| sympy imported | {cells} |" if cold else "| (not measured: --cold-repeats 0) |")
     lines += [
         "",
         "Warm calls, tutorial N=2000 (one process; medians):",
@@ -587,6 +611,12 @@ def main() -> int:
     )
     p.add_argument("--from-json", type=Path, help="print the tables (and --chart) of an earlier run's JSON")
     p.add_argument("--no-peers", action="store_true", help="skip JAX and torch.compile")
+    p.add_argument(
+        "--fresh-helpers",
+        action="store_true",
+        help="first compile: delete the machine code of graphc's math helpers (compiled once per "
+        "installation) before each repeat, as on a machine's very first model",
+    )
     p.add_argument("--out", type=Path, help="write PREFIX.json and PREFIX.txt")
     p.add_argument("--chart", type=Path, help="write the chart (PNG)")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -601,7 +631,8 @@ def main() -> int:
         packages = {"graphc": REPO}
         if args.baseline is not None:
             packages["baseline"] = args.baseline.resolve()
-        report = run(args.repeats, args.models.split(","), packages, args.cold_repeats, not args.no_peers)
+        report = run(args.repeats, args.models.split(","), packages, args.cold_repeats, not args.no_peers,
+                     args.fresh_helpers)
         report["labels"] = {
             "graphc": "this tree" if args.baseline is not None else "graphc",
             "baseline": args.baseline_label,

@@ -547,3 +547,48 @@ def test_bench_bce_checks_and_times_graphc_and_the_hand_written_loops(tmp_path):
     result = json.loads(path.read_text())
     assert set(result["ns_per_sample_step"]) == {"graphc", "numba (math)", "numba (mathlib)"}
     assert all(len(ts) == 2 and min(ts) > 0 for ts in result["seconds"].values())
+
+
+# ---- the helpers' compiled home (mathlib.MODULES): compiled once per installation -------
+def test_helper_modules_are_current():
+    """graphc/codegen/helpers/ holds exactly the text ``python -m graphc.codegen.mathlib`` writes."""
+    folder = os.path.join(os.path.dirname(mathlib.__file__), "helpers")
+    want = {mathlib.MODULES[f32].rsplit(".", 1)[1] + ".py": mathlib.module_text(f32) for f32 in (False, True)}
+    have = {name for name in os.listdir(folder) if re.fullmatch(r"f(64|32)_\w+\.py", name)}
+    assert have == set(want), "run: python -m graphc.codegen.mathlib"
+    for name, text in want.items():
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            assert f.read() == text, "run: python -m graphc.codegen.mathlib"
+
+
+def test_generated_modules_call_the_compiled_helpers():
+    """A generated module keeps the helpers' text but calls the copies compiled once per
+    installation (its own are never compiled); float32 modules theirs, Newton's update solve."""
+    import importlib
+
+    f64, f32 = (importlib.import_module(mathlib.MODULES[k]) for k in (False, True))
+    f = gc.compile(tanh_loss())
+    assert "def _tanh(" in f.source and f.module._tanh is f64._tanh and f.module.TANH_C is f64.TANH_C
+    assert f.module._exp is f64._exp and not hasattr(f64, "_sin")
+    g = gc.compile(tanh_loss(), dtype="float32")
+    assert g.module._tanh is f32._tanh and g.module._exp is f32._exp
+    x, y = gc.data("x"), gc.data("y")
+    b1, b2 = gc.params("b1 b2")
+    xs = np.linspace(0, 4, 50)
+    res = gc.fit(gc.sum((b1 * (1 - gc.exp(-b2 * x)) - y) ** 2), data={"x": xs, "y": 2 * (1 - np.exp(-xs))},
+                 init={"b1": 1.5, "b2": 0.8}, optimizer=gc.Newton(damping=1e-6), steps=30)
+    assert res.compiled.module.solve is f64.solve and "def solve(A, b):" in res.compiled.source
+    assert res.params["b1"] == pytest.approx(2.0, rel=1e-9) and res.params["b2"] == pytest.approx(1.0, rel=1e-9)
+
+
+def test_export_compiles_its_own_helpers_without_graphc(tmp_path):
+    """An exported module without graphc to import: the text it holds is what runs."""
+    f = gc.compile(tanh_loss())
+    path = tmp_path / "tanh_model.py"
+    f.export(path)
+    blocked = "import sys; sys.modules['graphc'] = None\n" + EXPORT_CHECK  # import graphc raises ImportError
+    out = subprocess.run([sys.executable, "-c", blocked, str(path)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    xs = np.linspace(-3, 3, 1001)
+    assert float(out.stdout) == f(x=xs, y=np.sin(xs), a=0.7, b=-1.3).loss

@@ -558,25 +558,4 @@ def newton_lines(n: int, shift: str) -> list[str]:
     ]
 
 
-SOLVE = '''@numba.njit(**OPTS)
-def solve(A, b):
-    """Solve A x = b in place (b becomes x): Gaussian elimination with partial pivoting."""
-    n = b.shape[0]
-    for col in range(n):
-        piv = col
-        for r in range(col + 1, n):
-            if abs(A[r, col]) > abs(A[piv, col]):
-                piv = r
-        for c in range(n):
-            A[col, c], A[piv, c] = A[piv, c], A[col, c]
-        b[col], b[piv] = b[piv], b[col]
-        for r in range(col + 1, n):
-            f = A[r, col] / A[col, col]
-            for c in range(col, n):
-                A[r, c] -= f * A[col, c]
-            b[r] -= f * b[col]
-    for r in range(n - 1, -1, -1):
-        s = b[r]
-        for c in range(r + 1, n):
-            s -= A[r, c] * b[c]
-        b[r] = s / A[r, r]'''
+SOLVE = mathlib.solve_source()  # the dense solve of a Newton step; compiled once per installation

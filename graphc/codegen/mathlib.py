@@ -69,6 +69,8 @@ log1p(-0) = -0, log1p(x) = x for |x| < 2**-53, inf and nan pass. Throughput on o
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Iterable
 
 import sympy as sp
@@ -537,10 +539,11 @@ def closure(names: Iterable[str], float32: bool = False) -> list[str]:
     return order
 
 
-def source(names: Iterable[str], float32: bool = False) -> str:
-    """The text of the helpers ``names`` (and of those they call), ready to paste into a
-    module after its ``OPTS`` line: their options line, then the functions; "" for no names.
-    ``float32``: a float32 module's versions (``FLOAT32``), where they differ."""
+def text(names: Iterable[str], float32: bool = False) -> str:
+    """The text of the helpers ``names`` (and of those they call): their options line, then
+    the functions, each after those it calls; "" for no names. ``float32``: a float32
+    module's versions (``FLOAT32``), where they differ. (The helper modules hold it; see
+    ``MODULES``.)"""
     table = _table(float32)
     order = closure(names, float32)
     if not order:
@@ -548,6 +551,130 @@ def source(names: Iterable[str], float32: bool = False) -> str:
     return "\n\n".join([OPTIONS, *(_text(table[name][0], name) for name in order)])
 
 
+# ---- where the helpers are compiled: once per installation, not once per model ----
+# A generated module holds the text of the helpers it calls (readable, and an exported module runs
+# without graphc), then imports the same helpers from graphc/codegen/helpers/, where they are
+# compiled with cache=True: Numba keeps their machine code (and the bitcode LLVM inlines into each
+# caller: the loops are the same code) beside that module, or in its user-wide cache, for every
+# later process and model. Compiled from each new model's own text, they cost 0.2-0.8 s apiece in
+# a fresh process (the 3-parameter Newton fit's _exp and solve: over half its first compile).
+# Each helper module is the text of every helper (``module_text``), written by
+# ``python -m graphc.codegen.mathlib``; tests/test_mathlib.py checks it is current. Its name
+# carries a digest of that text, so a module generated or exported with other helpers' text
+# finds no module of that name and compiles its own (``except ImportError``).
+SOLVE = '''
+@numba.njit(**OPTS)
+def solve(A, b):
+    """Solve A x = b in place (b becomes x): Gaussian elimination with partial pivoting."""
+    n = b.shape[0]
+    for col in range(n):
+        piv = col
+        for r in range(col + 1, n):
+            if abs(A[r, col]) > abs(A[piv, col]):
+                piv = r
+        for c in range(n):
+            A[col, c], A[piv, c] = A[piv, c], A[col, c]
+        b[col], b[piv] = b[piv], b[col]
+        for r in range(col + 1, n):
+            f = A[r, col] / A[col, col]
+            for c in range(col, n):
+                A[r, c] -= f * A[col, c]
+            b[r] -= f * b[col]
+    for r in range(n - 1, -1, -1):
+        s = b[r]
+        for c in range(r + 1, n):
+            s -= A[r, c] * b[c]
+        b[r] = s / A[r, r]
+'''.strip()  # the Newton step's dense solve (codegen/cpu.py's update calls it); in the float64 module
+
+
+def source(names: Iterable[str], float32: bool = False) -> str:
+    """The text of the helpers ``names`` (and of those they call), ready to paste into a
+    module after its ``OPTS`` line: their options line, then the functions, then the import
+    that rebinds ``names`` and their constants to the same helpers compiled once per
+    installation (``MODULES``); "" for no names. ``float32``: a float32 module's versions
+    (``FLOAT32``), where they differ."""
+    names = set(names)
+    body = text(names, float32)
+    if not body:
+        return ""
+    return body + "\n\n" + _imports(names | {CONSTANTS[n][0] for n in names if n in CONSTANTS}, float32)
+
+
+def solve_source() -> str:
+    """``solve``'s text, then the import of its compiled copy (see MODULES)."""
+    return SOLVE + "\n\n" + _imports(["solve"], False)
+
+
+def module_text(float32: bool = False) -> str:
+    """The text of a helper module: every helper (float64: and ``solve``), after the options."""
+    kind = "float32" if float32 else "float64"
+    doc = (f'"""graphc\'s math helpers for {kind} modules, compiled once per installation. Generated: do not edit.\n\n'
+           "Written by ``python -m graphc.codegen.mathlib`` from the templates in graphc/codegen/mathlib.py,\n"
+           "which document each helper (see its MODULES). Generated modules import what they call from\n"
+           "here, so Numba compiles each helper once (cache=True), not once per model.\n"
+           '"""')
+    parts = [doc, "import math\n\nimport numba\nimport numpy as np", MODULE_OPTIONS, text(_table(float32), float32)]
+    return "\n\n".join(parts + ([] if float32 else [SOLVE])) + "\n"
+
+
+def _module_name(float32: bool) -> str:
+    digest = hashlib.sha256(module_text(float32).encode()).hexdigest()[:10]
+    return f"graphc.codegen.helpers.{'f32' if float32 else 'f64'}_{digest}"
+
+
+def _imports(names: Iterable[str], float32: bool) -> str:
+    """The lines that rebind ``names`` to their compiled copies (see MODULES) where graphc is installed."""
+    home = MODULES[float32]
+    return "\n".join([
+        f"try:  # with graphc installed: this text compiled once per installation ({home.replace('.', '/')}.py)",
+        f"    from {home} import {', '.join(sorted(names))}",
+        "except ImportError:  # without graphc (an exported module), or with other helpers: the definitions above",
+        "    pass",
+    ])
+
+
+def write_modules() -> list[str]:
+    """(Re)write the helper modules (graphc/codegen/helpers/), removing stale ones; returns their paths."""
+    folder = Path(__file__).with_name("helpers")
+    folder.mkdir(exist_ok=True)
+    init = folder / "__init__.py"
+    if not init.exists():
+        init.write_text('"""graphc\'s math helpers, compiled once per installation (graphc/codegen/mathlib.py)."""\n')
+    current = {folder / (MODULES[f32].rsplit(".", 1)[1] + ".py"): module_text(f32) for f32 in (False, True)}
+    for stale in folder.glob("f[36][24]_*.py"):
+        if stale not in current:
+            stale.unlink()
+    for path, body in current.items():
+        path.write_text(body, encoding="utf-8")
+    return [str(p) for p in current]
+
+
+def drop_compiled() -> int:
+    """Delete the machine code Numba keeps for the helper modules (a machine's first model
+    compiles them again: benchmarks/bench_latency.py --fresh-helpers); returns how many files went."""
+    import importlib
+
+    import numba
+
+    gone = 0
+    for name in MODULES.values():
+        module = importlib.import_module(name)
+        cache = next(v for v in vars(module).values() if isinstance(v, numba.core.dispatcher.Dispatcher))._cache
+        stem = Path(module.__file__).stem
+        for path in Path(cache._cache_path).glob(stem + ".*"):
+            if path.suffix in (".nbi", ".nbc"):
+                path.unlink(missing_ok=True)
+                gone += 1
+    return gone
+
+
 def _text(template: str, name: str) -> str:
     comment = COMMENT.format(helper=name, local=CONSTANTS[name][1]) if name in CONSTANTS else ""
     return template.format(jit=JIT, comment=comment).strip()
+
+
+MODULES = {False: _module_name(False), True: _module_name(True)}  # the compiled homes (above)
+
+if __name__ == "__main__":
+    print("\n".join(write_modules()))

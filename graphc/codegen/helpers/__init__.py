@@ -1,0 +1,1 @@
+"""graphc's math helpers, compiled once per installation (graphc/codegen/mathlib.py)."""

@@ -577,7 +577,9 @@ def test_generated_modules_call_the_compiled_helpers():
     xs = np.linspace(0, 4, 50)
     res = gc.fit(gc.sum((b1 * (1 - gc.exp(-b2 * x)) - y) ** 2), data={"x": xs, "y": 2 * (1 - np.exp(-xs))},
                  init={"b1": 1.5, "b2": 0.8}, optimizer=gc.Newton(damping=1e-6), steps=30)
-    assert res.compiled.module.solve is f64.solve and "def solve(A, b):" in res.compiled.source
+    module, source = res.compiled.module, res.compiled.source
+    assert module.newton_direction is f64.newton_direction and module.solve is f64.solve
+    assert "def solve(A, b):" in source and "delta = newton_direction(grad, 2, damping)" in source
     assert res.params["b1"] == pytest.approx(2.0, rel=1e-9) and res.params["b2"] == pytest.approx(1.0, rel=1e-9)
 
 

@@ -544,18 +544,7 @@ def _augmented(target: sp.Expr, value: sp.Expr) -> tuple[sp.Expr, str, sp.Expr]:
 
 def newton_lines(n: int, shift: str) -> list[str]:
     """delta = (H + shift*I)^-1 grad for n scalar parameters (grad[n:]: the Hessian's upper triangle)."""
-    return [
-        f"hess = np.empty(({n}, {n}))  # grad[{n}:] holds the Hessian's upper triangle, row by row",
-        f"delta = grad[:{n}].copy()",
-        f"k = {n}",
-        f"for r in range({n}):",
-        f"    for c in range(r, {n}):",
-        "        hess[r, c] = grad[k]",
-        "        hess[c, r] = grad[k]",
-        "        k += 1",
-        f"    hess[r, r] += {shift}",
-        f"solve(hess, delta)  # delta = (H + {shift}*I)^-1 grad",
-    ]
+    return [f"delta = newton_direction(grad, {n}, {shift})  # (H + {shift}*I)^-1 grad[:{n}], H from grad[{n}:]"]
 
 
-SOLVE = mathlib.solve_source()  # the dense solve of a Newton step; compiled once per installation
+SOLVE = mathlib.newton_source()  # newton_direction and its solve; compiled once per installation

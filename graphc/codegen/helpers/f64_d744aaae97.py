@@ -241,3 +241,18 @@ def solve(A, b):
         for c in range(r + 1, n):
             s -= A[r, c] * b[c]
         b[r] = s / A[r, r]
+
+@numba.njit(**OPTS)
+def newton_direction(grad, n, shift):
+    """(H + shift*I)^-1 grad[:n], a new array; grad[n:] holds the Hessian H's upper triangle, row by row."""
+    hess = np.empty((n, n))
+    delta = grad[:n].copy()
+    k = n
+    for r in range(n):
+        for c in range(r, n):
+            hess[r, c] = grad[k]
+            hess[c, r] = grad[k]
+            k += 1
+        hess[r, r] += shift
+    solve(hess, delta)
+    return delta

@@ -45,7 +45,7 @@ import numba
 import numpy as np
 
 import graphc as gc
-from graphc import loader
+from graphc.runtime import loader
 from graphc.codegen import mathlib
 
 LOOP = '''

@@ -34,7 +34,7 @@ import time
 import numba
 import numpy as np
 
-from graphc import loader
+from graphc.runtime import loader
 from graphc.codegen import mathlib
 
 FUNCTIONS = ("exp", "tanh", "log", "log1p")

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 import graphc as gc
-from graphc import cuda_runtime
+from graphc.runtime import cuda as cuda_runtime
 
 LR, INIT = 1e-6, {"a": -0.4, "b": 0.6, "c": 0.3, "d": -0.2}
 

@@ -44,8 +44,8 @@ def tutorial(steps: int = 2000) -> tuple[Any, dict, Callable[[], Any]]:
 
 
 def hand_poly() -> Any:
-    """The tutorial's hand-written training loop (graphc.bench's, which graphc bench times too)."""
-    from graphc.bench import _njit_kernels
+    """The tutorial's hand-written training loop (graphc.tools.bench's, which graphc bench times too)."""
+    from graphc.tools.bench import _njit_kernels
 
     return _njit_kernels()["poly"]
 
@@ -157,8 +157,8 @@ def mlp32(steps: int = 100, width: int = 32) -> tuple[Any, dict, Callable[[], An
 
 
 def hand_mlp() -> Any:
-    """The 3-W-1 tanh MLP's hand-written training loop (graphc.bench's)."""
-    from graphc.bench import _njit_kernels
+    """The 3-W-1 tanh MLP's hand-written training loop (graphc.tools.bench's)."""
+    from graphc.tools.bench import _njit_kernels
 
     return _njit_kernels()["mlp"]
 

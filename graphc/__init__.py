@@ -10,41 +10,42 @@
 
 from .version import __version__
 
-from . import collector as _collector  # noqa: E402
+from .runtime import collector as _collector  # noqa: E402
 
-# the garbage collector pauses during this import (see collector.py: ~0.3 s of a cold start)
+# the garbage collector pauses during this import (see runtime/collector.py: ~0.3 s of a cold start)
 with _collector.paused():
-    from . import threads  # noqa: E402
+    from .runtime import threads  # noqa: E402
 
     threads.configure()  # a threadsafe Numba threading layer, before any parallel code runs
 
-    from . import interop, nn  # noqa: E402  interop: numpy functions on nodes (np.sin(node) ...)
+    from . import nn  # noqa: E402
+    from .ir import interop  # noqa: E402  numpy functions on nodes (np.sin(node) ...)
     from .compile import Compiled, compile  # noqa: E402
     from .errors import (  # noqa: E402
         BindingError, DTypeError, GraphcError, InvalidName, NonFiniteLoss, ShapeError, TargetError,
         UnsupportedError,
     )
-    from .graph import Graph, N, Node  # noqa: E402
-    from .ops import (  # noqa: E402
+    from .ir.graph import Graph, N, Node  # noqa: E402
+    from .ir.ops import (  # noqa: E402
         abs, broadcast_to, concatenate, constant, cos, data, einsum, exp, flatten, function, gelu, log,
         matmul, maximum, mean, minimum, param, params, relu, reshape, sigmoid, sin, softplus, sqrt,
         stack, stop_gradient, sum, tan, tanh, transpose, where,
     )
-    from .ops import (  # noqa: E402  numpy's math functions (issue #16), with torch/math aliases
+    from .ir.ops import (  # noqa: E402  numpy's math functions (issue #16), with torch/math aliases
         acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, asin, asinh, atan, atan2,
         atanh, ceil, clip, cosh, erf, erfc, exp2, expm1, floor, hypot, log1p, log2, log10, logaddexp,
         round, sign, sinh, square,
     )
     from .nn import log_softmax, logsumexp, softmax  # noqa: E402
-    from .train import load  # noqa: E402  a checkpoint (checkpoint.py) as a FitResult
-    from .optim import (  # noqa: E402
+    from .training.train import load  # noqa: E402  a checkpoint (training/checkpoint.py) as a FitResult
+    from .training.optim import (  # noqa: E402
         SGD, Adagrad, Adam, AdamW, CosineAnnealingLR, ExponentialLR, Newton, RMSprop, StepLR,
     )
-    from .plot import plot_fit  # noqa: E402
-    from .drawing import draw, to_dot  # noqa: E402  the graph as Graphviz DOT / SVG
+    from .tools.plot import plot_fit  # noqa: E402
+    from .tools.drawing import draw, to_dot  # noqa: E402  the graph as Graphviz DOT / SVG
     from .forward import Forward, Prediction  # noqa: E402
-    from .runtime import Result  # noqa: E402
-    from .train import FitResult, fit  # noqa: E402
+    from .runtime.binding import Result  # noqa: E402
+    from .training.train import FitResult, fit  # noqa: E402
 _collector.freeze()
 
 _LAZY = {"LeastSquaresResult": "lsq", "curve_fit": "lsq", "least_squares": "lsq"}  # imported on first use
@@ -74,7 +75,7 @@ __all__ += [
 ]
 # tensor programs (issue #3): more ops for layers and losses
 __all__ += ["concatenate", "gelu", "softplus", "stop_gradient"]
-# numpy semantics (issue #16): numpy's math functions, and numpy functions on nodes (interop.py)
+# numpy semantics (issue #16): numpy's math functions, and numpy functions on nodes (ir/interop.py)
 __all__ += [
     "acos", "acosh", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh", "asin",
     "asinh", "atan", "atan2", "atanh", "ceil", "clip", "cosh", "erf", "erfc", "exp2", "expm1", "floor",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from . import ops
-from .graph import N, Node, toposort
+from .ir import ops
+from .ir.graph import N, Node, toposort
 
 Rule = Callable[[Node, Node, list[bool]], Sequence["Node | None"]]
 

@@ -11,13 +11,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import autodiff, blocked, codegen, collector, cuda_runtime, distributed, explain, forward, loader, notebook, plancache, targets, threads
+from . import autodiff, codegen, forward, targets
+from .planning import blocked, plancache
+from .runtime import collector, cuda as cuda_runtime, distributed, loader, threads
+from .tools import explain, notebook
 from .errors import GraphcError, UnsupportedError
-from .graph import Graph, Node, NodeMemo, format_shape, resolve_wrt
-from .runtime import Binder, Result, check_names, dtype_name, merge
-from . import plan as plan_
-from .plan import Plan
-from .schedule import fuse
+from .ir.graph import Graph, Node, NodeMemo, format_shape, resolve_wrt
+from .runtime.binding import Binder, Result, check_names, dtype_name, merge
+from .planning import plan as plan_
+from .planning.plan import Plan
+from .planning.schedule import fuse
 from .timings import Timings
 
 
@@ -208,7 +211,7 @@ class Compiled:
         """The schedule the plan was made with: "fused" or "blocked"."""
         return self.plan.schedule
 
-    # ---- inspection (graphc/explain.py; fused plans per element, blocked ones in index notation) ----
+    # ---- inspection (graphc/tools/explain.py; fused plans per element, blocked ones in index notation) ----
     @property
     def gradients(self) -> dict[str, Any]:
         """d(loss)/d(p) per parameter as SymPy, for one sample when the loss sums over samples
@@ -219,7 +222,7 @@ class Compiled:
         """The loss and its gradients as LaTeX (an ``aligned`` block)."""
         return explain.latex(self.plan)
 
-    def _repr_markdown_(self) -> str:  # a notebook shows the maths and the source (notebook.py)
+    def _repr_markdown_(self) -> str:  # a notebook shows the maths and the source (tools/notebook.py)
         return notebook.compiled_markdown(self)
 
     @property

@@ -13,11 +13,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import blocked, codegen, cuda_runtime, explain, loader, notebook, schedule, targets, threads
+from .planning import blocked, schedule
+from . import codegen, targets
+from .runtime import cuda as cuda_runtime, loader, threads
+from .tools import explain, notebook
 from .errors import GraphcError, UnsupportedError
-from .graph import N, Graph, Node, NodeMemo, format_shape
-from .plan import Plan
-from .runtime import bind_data, check_names, merge, pack_params
+from .ir.graph import N, Graph, Node, NodeMemo, format_shape
+from .planning.plan import Plan
+from .runtime.binding import bind_data, check_names, merge, pack_params
 from .timings import Timings
 
 
@@ -135,7 +138,7 @@ class Forward:
         returns what ``g(...).value`` does, with every array checked first."""
         return str(explain.export_forward(self.source, self.plan, self.dtype, path, self.single))
 
-    def _repr_markdown_(self) -> str:  # a notebook shows the outputs and the source (notebook.py)
+    def _repr_markdown_(self) -> str:  # a notebook shows the outputs and the source (tools/notebook.py)
         return notebook.forward_markdown(self)
 
     def __repr__(self) -> str:

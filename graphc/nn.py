@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from . import ops
+from .ir import ops
 from .errors import GraphcError
-from .graph import Node, check_name, format_shape
+from .ir.graph import Node, check_name, format_shape
 
 _counter = itertools.count()
 

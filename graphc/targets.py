@@ -62,7 +62,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            forward=(("fused", "forward:ParallelForwardEmitter"), ("blocked", "forward:BlockedParallelForwardEmitter"))),
     Target("cuda", (("fused", "cuda:CudaEmitter"),),
            batches=False, device=True, threaded=False, summary="numba.cuda kernels, data resident on the GPU",
-           runtime="cuda_runtime", forward=(("fused", "forward:CudaForwardEmitter"),)),
+           runtime="runtime.cuda", forward=(("fused", "forward:CudaForwardEmitter"),)),
 ]}
 
 

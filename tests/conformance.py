@@ -39,7 +39,7 @@ import numpy as np
 import scipy.special as sps
 
 import graphc as gc
-from graphc.ops import ELEMENTWISE
+from graphc.ir.ops import ELEMENTWISE
 
 try:  # optional: make conformance installs it
     import torch
@@ -365,7 +365,7 @@ def build_group(refs: list[Ref], ndata: int) -> tuple[gc.Node | None, dict, dict
 @contextmanager
 def small_cuda_launches() -> Iterator[None]:
     """Tiny launches (the simulator runs one Python thread per GPU thread), as test_cuda.py."""
-    from graphc import cuda_runtime
+    from graphc.runtime import cuda as cuda_runtime
 
     saved = (cuda_runtime.options.threads, cuda_runtime.options.max_blocks)
     cuda_runtime.options.threads, cuda_runtime.options.max_blocks = 32, 4

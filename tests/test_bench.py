@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from graphc import bench
+from graphc.tools import bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

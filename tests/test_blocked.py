@@ -1,4 +1,4 @@
-"""The blocked schedule (graphc/blocked.py, codegen/blocked.py): wide layers as arrays.
+"""The blocked schedule (graphc/planning/blocked.py, codegen/blocked.py): wide layers as arrays.
 
 Checked against an independent numpy forward/backward written by hand (not graphc), central
 differences, and the fused schedule where both apply. The structural ops and every gc.nn
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import blocked, nn
+from graphc.planning import blocked
+from graphc import nn
 from tests.gradcheck import directional_check
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import loader
+from graphc.runtime import loader
 
 from . import strategies  # noqa: F401 - private cache dir when run alone
 

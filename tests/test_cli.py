@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 import graphc as gc
-from graphc import cli
+from graphc.tools import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -126,7 +126,7 @@ def test_show_gradients_of_a_blocked_model_in_index_notation(wide_script, capsys
 
 
 def test_show_prints_what_it_can_and_one_line_for_the_rest(wide_script, capsys, monkeypatch):
-    from graphc import explain
+    from graphc.tools import explain
 
     def refuse(self, node, idx):
         raise gc.UnsupportedError("no einsum today")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import threads
+from graphc.runtime import threads
 
 from . import strategies  # noqa: F401 - private cache dir when run alone
 

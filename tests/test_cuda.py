@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import cuda_runtime
+from graphc.runtime import cuda as cuda_runtime
 
 pytestmark = pytest.mark.cuda
 N = 96  # 3 blocks of 32 threads

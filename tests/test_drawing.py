@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import drawing
+from graphc.tools import drawing
 
 NODE = re.compile(r'^  (n\d+) \[label="((?:[^"\\]|\\.)*)"(?:, [^\]]+)?\];$')
 EDGE = re.compile(r'^  (n\d+) -> (n\d+)(?: \[label="(\d+)"\])?;$')

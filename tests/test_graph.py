@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.graph import N
+from graphc.ir.graph import N
 
 
 def test_shapes_broadcast_like_numpy():
@@ -116,7 +116,7 @@ def test_derived_names_are_the_pattern_codegen_uses():
     import itertools
     import re
 
-    from graphc.graph import _derived
+    from graphc.ir.graph import _derived
 
     pattern = re.compile(r"(t|s|h|sums_|v|j|const|batch_)\d+|.*_(i|i1|v|flat)(_\d+)*|.*_\d+|grad_.*")
     pieces = ["", "t", "s", "h", "v", "j", "x", "sums", "const", "batch", "grad", "i", "i1", "flat", "0", "12", "_", "a",

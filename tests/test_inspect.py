@@ -11,7 +11,7 @@ import pytest
 import sympy as sp
 
 import graphc as gc
-from graphc import explain
+from graphc.tools import explain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INIT = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}

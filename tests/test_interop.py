@@ -1,5 +1,5 @@
 """numpy on graph nodes (issue #16): ufuncs, numpy's operators and array functions build graphc
-nodes (graphc/interop.py); what graphc lacks is an UnsupportedError that says what to use.
+nodes (graphc/ir/interop.py); what graphc lacks is an UnsupportedError that says what to use.
 Also: a gc.function body that calls numpy or math on its symbolic argument, or branches on it,
 gets a GraphcError saying what to write instead.
 """
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import interop
+from graphc.ir import interop
 
 x, y = gc.data("x"), gc.data("y")
 a, b = gc.params("a b")

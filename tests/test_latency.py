@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import loader, optim, plancache, runtime
-from graphc.plancache import optimizer_key
-from graphc.runtime import Binder, bind_data, pack_params
+from graphc.runtime import loader, binding as runtime
+from graphc.training import optim
+from graphc.planning import plancache
+from graphc.planning.plancache import optimizer_key
+from graphc.runtime.binding import Binder, bind_data, pack_params
 
 from . import references as ref
 

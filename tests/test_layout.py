@@ -117,3 +117,28 @@ def test_every_module_imports_alone():
     run = subprocess.run([sys.executable, "-c", SCRIPT, *names], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert not run.stdout.strip(), run.stdout
+
+
+# each stage is a folder; the package's top level holds the pipeline and what every stage reads
+STAGES = {
+    "graphc.ir": {"graph", "ops", "special", "fold", "indexing", "interop"},
+    "graphc.planning": {"schedule", "blocked", "plan", "plancache"},
+    "graphc.codegen": {"printer", "loops", "passes", "cpu", "parallel", "cuda", "blocked", "forward", "mathlib"},
+    "graphc.runtime": {"loader", "binding", "cuda", "threads", "collector", "distributed"},
+    "graphc.training": {"train", "optim", "checkpoint", "validation"},
+    "graphc.tools": {"cli", "bench", "demo", "explain", "plot", "drawing", "notebook"},
+    "graphc.lsq": {"tangents", "build", "levmar", "result"},
+    "graphc": {"__main__", "compile", "forward", "autodiff", "targets", "nn", "errors", "timings", "version"},
+}
+
+
+def test_the_layout_shows_the_pipeline():
+    """A newcomer finds each stage from the file names alone: derivatives in autodiff.py, the
+    plan in planning/, CUDA code printed in codegen/cuda.py and run by runtime/cuda.py."""
+    found: dict[str, set[str]] = {}
+    for name in modules():
+        package, _, leaf = name.rpartition(".")
+        if name in STAGES:  # a package itself
+            continue
+        found.setdefault(package, set()).add(leaf)
+    assert {p: found.get(p, set()) for p in STAGES} | {"graphc.codegen": found["graphc.codegen"] - {"helpers"}} == STAGES

@@ -12,7 +12,8 @@ import pytest
 import scipy.optimize as so
 
 import graphc as gc
-from graphc import autodiff, ops
+from graphc import autodiff
+from graphc.ir import ops
 from graphc.lsq import build, tangents
 
 from .lsq_nist import PROBLEMS

@@ -16,11 +16,11 @@ import pytest
 import sympy as sp
 
 import graphc as gc
-from graphc import loader
+from graphc.runtime import loader
 from graphc.codegen import emit, mathlib
 from graphc.codegen.printer import printer
 from graphc.compile import Timings, make_plan
-from graphc.graph import RESERVED
+from graphc.ir.graph import RESERVED
 
 
 @pytest.fixture(scope="module")

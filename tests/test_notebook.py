@@ -1,4 +1,4 @@
-"""Rich display in a notebook (graphc/notebook.py): what Jupyter shows for a compiled loss,
+"""Rich display in a notebook (graphc/tools/notebook.py): what Jupyter shows for a compiled loss,
 a forward function and a fit."""
 
 from __future__ import annotations

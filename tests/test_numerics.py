@@ -20,7 +20,7 @@ import pytest
 import sympy as sp
 
 import graphc as gc
-from graphc import fold, ops
+from graphc.ir import fold, ops
 from graphc.codegen.printer import printer
 
 N = 3
@@ -178,7 +178,7 @@ def test_reversed_parameter_gradient():
     np.testing.assert_array_equal(r.grads["Q"], 2 * np.array([3.0, 2.0, 1.0]))
 
 
-# ---- fold.py, the rule itself (no Numba) -------------------------------------------------------
+# ---- ir/fold.py, the rule itself (no Numba) -------------------------------------------------------
 x, y = sp.symbols("x y", real=True)
 
 

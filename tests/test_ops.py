@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.ops import ELEMENTWISE
+from graphc.ir.ops import ELEMENTWISE
 
 from .gradcheck import directional_check
 

@@ -10,7 +10,7 @@ import pytest
 import sympy as sp
 
 import graphc as gc
-from graphc import optim
+from graphc.training import optim
 
 X = np.linspace(-math.pi, math.pi, 2000)
 Y = np.sin(X)

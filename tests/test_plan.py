@@ -1,4 +1,4 @@
-"""The one plan type (graphc/plan.py): every schedule and every kind of compiled function
+"""The one plan type (graphc/planning/plan.py): every schedule and every kind of compiled function
 makes a ``Plan`` whose accumulators tile ``acc`` pass by pass, and whose sizes the runtime
 reads without knowing the schedule. Planning only: nothing here compiles with Numba."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 import graphc as gc
-from graphc import blocked, schedule
+from graphc.planning import blocked, schedule
 from graphc.compile import make_plan
-from graphc.graph import Graph
-from graphc.plan import Accumulator, Blocked, Fused, Plan
+from graphc.ir.graph import Graph
+from graphc.planning.plan import Accumulator, Blocked, Fused, Plan
 from graphc.timings import Timings
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import plancache
+from graphc.planning import plancache
 from graphc.compile import Timings
-from graphc.graph import resolve_wrt
-from graphc.graph import Graph, Node, toposort
+from graphc.ir.graph import resolve_wrt
+from graphc.ir.graph import Graph, Node, toposort
 
 from . import strategies  # noqa: F401 - private cache dir when run alone
 
@@ -208,7 +208,7 @@ def test_a_plans_own_nodes_are_stored_flat_however_deep(cache):
     assert len(nodes) == len(toposort([plan.chain])) and again.chain is not plan.chain
     assert any(n is inner for n in nodes) and any(n is p for n in nodes)  # references, not copies
     ops = {n.attr("fn") for n in nodes if n.op == "elementwise"}
-    assert {"tanh", "mul"} <= {op.name for op in ops} and all(gc.ops.ELEMENTWISE[op.name] is op for op in ops)
+    assert {"tanh", "mul"} <= {op.name for op in ops} and all(gc.ir.ops.ELEMENTWISE[op.name] is op for op in ops)
 
 
 def test_a_hit_returns_the_callers_nodes_and_the_same_source(cache):

@@ -15,7 +15,7 @@ import sympy as sp
 from hypothesis import example, given, note
 
 import graphc as gc
-from graphc.ops import ELEMENTWISE
+from graphc.ir.ops import ELEMENTWISE
 
 from .strategies import Case, assert_close, cases, directional_check, examples, n_samples
 

@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import autodiff, explain, indexing, ops, schedule
+from graphc import autodiff
+from graphc.tools import explain
+from graphc.ir import indexing, ops
+from graphc.planning import schedule
 from graphc.codegen import blocked
 from graphc.lsq import tangents
-from graphc.graph import toposort
+from graphc.ir.graph import toposort
 
 NON_LEAVES = set(ops.OPS) - set(ops.LEAVES)
 

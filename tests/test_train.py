@@ -86,7 +86,7 @@ def test_new_learning_rate_reuses_the_compiled_loop(sine_data, cubic):
 @pytest.mark.parametrize("batch_size", [None, 500])
 def test_seconds_start_after_numba_compiled_the_loop(sine_data, cubic, monkeypatch, batch_size):
     """res.seconds times the training loop only: Numba compiles it (a 0-step call) before the clock starts."""
-    from graphc import train
+    from graphc.training import train
 
     x, y = sine_data
     seen = []

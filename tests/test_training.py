@@ -126,7 +126,7 @@ def test_progress_bar(loss, capsys):
 
 
 def test_progress_automatic_in_a_terminal(loss, capsys, monkeypatch):
-    monkeypatch.setattr(gc.train, "LONG_RUN", 1e5)  # 2000 samples * 300 steps counts as long
+    monkeypatch.setattr(gc.training.train, "LONG_RUN", 1e5)  # 2000 samples * 300 steps counts as long
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     res = gc.fit(loss, DATA, INIT, optimizer=SGD, steps=300, log_every=100)
     assert "300/300" in capsys.readouterr().err

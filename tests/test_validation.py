@@ -151,7 +151,8 @@ def test_a_nan_validation_loss_is_a_best_only_until_the_next_one():
 
 
 def test_validation_in_the_loop_is_one_compiled_call(monkeypatch):
-    from graphc import forward, train
+    from graphc import forward
+    from graphc.training import train
 
     calls = []
     real = train._validated

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import targets
 from ..errors import TargetError
-from ..plan import Plan
+from ..planning.plan import Plan
 
 DTYPES = ("float64", "float32")
 

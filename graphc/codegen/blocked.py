@@ -25,14 +25,14 @@ from typing import Callable, Sequence
 import numpy as np
 import sympy as sp
 
-from .. import fold
-from ..blocked import INLINE, SMALL, fixed_shape, is_product, per_sample
+from ..ir import fold
+from ..planning.blocked import INLINE, SMALL, fixed_shape, is_product, per_sample
 from ..errors import UnsupportedError
-from ..graph import N, Node, spell
-from ..ops import expression_string
-from ..indexing import broadcast_map, gather_dest, index_source, summed_index, view_source
-from ..plan import Plan
-from ..schedule import N_SYMBOL, _number
+from ..ir.graph import N, Node, spell
+from ..ir.ops import expression_string
+from ..ir.indexing import broadcast_map, gather_dest, index_source, summed_index, view_source
+from ..planning.plan import Plan
+from ..planning.schedule import N_SYMBOL, _number
 from . import passes
 from .cpu import CpuEmitter
 from .loops import Alloc, Assign, Code, Comment, Element, Ix, Loop, Stmt, local, print_body

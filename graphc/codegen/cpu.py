@@ -12,11 +12,11 @@ from typing import Callable, Iterable
 import sympy as sp
 from sympy.core.parameters import distribute
 
-from .. import optim
+from ..training import optim
 from ..version import __version__
-from ..graph import N, spell
-from ..ops import expression_string
-from ..plan import Loop, Plan
+from ..ir.graph import N, spell
+from ..ir.ops import expression_string
+from ..planning.plan import Loop, Plan
 from . import mathlib
 from .printer import printer
 
@@ -272,7 +272,7 @@ class CpuEmitter:
         return ", ".join(spell(d.name) for d in self.plan.data if N not in d.shape)
 
     def finish(self) -> str:
-        """From the pass sums in acc to the loss and gradient (also run by graphc.distributed)."""
+        """From the pass sums in acc to the loss and gradient (also run by graphc.runtime.distributed)."""
         plan = self.plan
         lines = [
             self.helper_jit(sum(N not in d.shape for d in self.plan.data) + 4),
@@ -306,7 +306,7 @@ class CpuEmitter:
         return printer(vector_math=self.vector_math) if self.dtype == "float32" else self.printer
 
     def update(self) -> str:
-        """One optimizer step as its own function (the training loop and graphc.distributed call it)."""
+        """One optimizer step as its own function (the training loop and graphc.runtime.distributed call it)."""
         lines = [
             self.helper_jit(5),
             "def update(theta, grad, hyper, state, count):",

@@ -12,8 +12,8 @@ logs the loss and applies the optimizer update: ONE launch per step for a one-pa
 from __future__ import annotations
 
 from ..errors import UnsupportedError
-from ..graph import spell
-from ..schedule import N_SYMBOL
+from ..ir.graph import spell
+from ..planning.schedule import N_SYMBOL
 from .cpu import CpuEmitter
 
 SHARED_BYTES = 48 * 1024  # static shared memory per block that every CUDA GPU provides
@@ -92,7 +92,7 @@ class CudaEmitter(CpuEmitter):
     def __init__(self, plan, dtype: str, optimizer: object | None = None, threads: int | None = None) -> None:
         super().__init__(plan, dtype, optimizer)
         if threads is None:
-            from ..cuda_runtime import options
+            from ..runtime.cuda import options
 
             threads = options.threads
         self.widths = [len(loop.accumulators) for loop in plan.lowered.loops]

@@ -10,9 +10,9 @@ outputs without a sample dim are written last. A scalar output is a 1-element ar
 
 from __future__ import annotations
 
-from ..graph import N
-from ..indexing import fixed_shape, per_sample
-from ..plan import Plan
+from ..ir.graph import N
+from ..ir.indexing import fixed_shape, per_sample
+from ..planning.plan import Plan
 from . import mathlib
 from .blocked import SAMPLE_INDEX, BlockedMixin, Writer, _axes, _loop_names
 from .cpu import CpuEmitter

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Sequence, Union
 
 import sympy as sp
 
-from .. import fold
+from ..ir import fold
 
 
 @dataclass(frozen=True)

@@ -504,7 +504,7 @@ def loops(calls: Iterable[tuple[str, str]], float32: bool = False) -> str:
     ``OPTS``, the helpers' text, then the loops (a helper called as the printer calls it,
     its constants bound as the emitters bind them; any other fn, e.g. ``math.exp``, as
     written). For tests/test_mathlib.py and benchmarks/bench_mathlib.py: load it with
-    ``graphc.loader.load``."""
+    ``graphc.runtime.loader.load``."""
     calls = list(calls)
     helpers = {fn for _, fn in calls if fn in HELPERS}
     text = "\n".join([

@@ -9,7 +9,7 @@ import sympy as sp
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
 
-from .. import fold
+from ..ir import fold
 from . import mathlib
 
 
@@ -106,7 +106,7 @@ class GraphcPrinter(PythonCodePrinter):
         at = self._print(sp.Eq(arg, 0, evaluate=False))
         return f"(((0) if {below} else ({at_zero}) if {at} else (1)))"
 
-    # ---- graphc.special's functions and exp2, as numpy computes them. The CPU targets
+    # ---- graphc.ir.special's functions and exp2, as numpy computes them. The CPU targets
     # (vector_math) call numpy's ufuncs, which Numba compiles (its math.floor returns an int);
     # CUDA kernels have no np.floor/np.rint/np.exp2, and there math.floor returns a float.
     def _print_Sign(self, expr: sp.Function) -> str:

@@ -21,8 +21,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import BindingError, GraphcError, NonFiniteLoss, ShapeError
-from ..graph import N, Node
-from ..runtime import as_float_array, bind_data
+from ..ir.graph import N, Node
+from ..runtime.binding import as_float_array, bind_data
 from . import build, levmar
 from .result import SCIPY_STATUS, LeastSquaresResult, message
 

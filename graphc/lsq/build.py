@@ -24,11 +24,14 @@ from typing import Any, Callable
 import numba
 import numpy as np
 
-from .. import codegen, collector, loader, ops, schedule, targets, threads
+from .. import codegen, targets
+from ..runtime import collector, loader, threads
+from ..ir import ops
+from ..planning import schedule
 from ..compile import Timings
 from ..errors import GraphcError, ShapeError, TargetError
-from ..graph import Graph, N, Node, code_names, format_shape, spell
-from ..plan import Plan
+from ..ir.graph import Graph, N, Node, code_names, format_shape, spell
+from ..planning.plan import Plan
 from . import levmar, tangents
 
 MAX_PARAMS = 32  # scalar parameters: J^T J is P(P+1)/2 unrolled sums; compile time grows (docs/fitting.md)

@@ -18,8 +18,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .. import ops
-from ..graph import Node, toposort
+from ..ir import ops
+from ..ir.graph import Node, toposort
 
 Tangent = Node | None  # None: the node does not depend on the seeded parameter element
 Rule = Callable[[Node, list[Tangent]], Tangent]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GraphcError
+from ..errors import GraphcError
 from .optim import OPTIMIZERS, SCHEDULES
 
 FORMAT = "graphc-checkpoint"

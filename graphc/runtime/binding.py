@@ -9,8 +9,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import BindingError, DTypeError, ShapeError, TargetError
-from .graph import N, format_shape
+from ..errors import BindingError, DTypeError, ShapeError, TargetError
+from ..ir.graph import N, format_shape
 
 Plan = Any  # plan.Plan: the runtime reads its layout, data and sizes, never its lowering
 

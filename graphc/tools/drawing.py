@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import ops
-from .errors import GraphcError
-from .graph import Graph, Node, format_shape
+from ..ir import ops
+from ..errors import GraphcError
+from ..ir.graph import Graph, Node, format_shape
 
 # fill colours: data, parameters, constants (the inputs a reader looks for first)
 _LEAF_STYLE = {

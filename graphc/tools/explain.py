@@ -24,14 +24,14 @@ import numpy as np
 import sympy as sp
 from sympy.core.parameters import distribute
 
-from . import fold
-from .blocked import fixed_shape, per_sample as _sample_wise, reduces_samples
-from .errors import GraphcError, UnsupportedError
-from .graph import N, Graph, Node, spell, toposort
-from .ops import fixed_indices
-from .indexing import broadcast_map, view_source
-from .plan import Plan
-from .schedule import N_SYMBOL
+from ..ir import fold
+from ..planning.blocked import fixed_shape, per_sample as _sample_wise, reduces_samples
+from ..errors import GraphcError, UnsupportedError
+from ..ir.graph import N, Graph, Node, spell, toposort
+from ..ir.ops import fixed_indices
+from ..ir.indexing import broadcast_map, view_source
+from ..planning.plan import Plan
+from ..planning.schedule import N_SYMBOL
 
 SAMPLE = sp.Symbol("i", integer=True, nonnegative=True)  # the sample index in exact forms
 

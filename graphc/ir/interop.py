@@ -20,7 +20,7 @@ import numpy as np
 
 from . import ops
 from .graph import Node
-from .errors import GraphcError, UnsupportedError
+from ..errors import GraphcError, UnsupportedError
 
 _NO_VALUE = getattr(np, "_NoValue", None)  # numpy's "argument not given"
 

@@ -465,7 +465,7 @@ def machine() -> dict[str, Any]:
     import numba
     import sympy
 
-    from . import __version__
+    from .. import __version__
 
     cpu = platform.processor() or platform.machine()
     try:

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .errors import GraphcError
+from ..errors import GraphcError
 
 
 def _pyplot() -> Any:

@@ -11,8 +11,8 @@ One ``Plan`` class for every schedule and every kind of compiled function. Its f
   function: ``gc.compile`` of an array, ``res.predict``);
 - how the per-sample work is written (``lowered``), the one choice the schedule makes:
   ``Fused`` holds one SymPy expression per scalar element, printed as one loop body per
-  sample (``schedule.py`` lowers to it); ``Blocked`` keeps the tensor-level graph, printed
-  over blocks of samples with dense products (``blocked.py`` plans it, for wide layers).
+  sample (``planning/schedule.py`` lowers to it); ``Blocked`` keeps the tensor-level graph, printed
+  over blocks of samples with dense products (``planning/blocked.py`` plans it, for wide layers).
 
 The runtime (binding inputs, packing theta, sizing grad and acc) reads only the fields
 above ``lowered``; each target's printer reads the lowering its schedule made.
@@ -27,7 +27,7 @@ from typing import Callable
 
 import sympy as sp
 
-from .graph import N, Node, spell
+from ..ir.graph import N, Node, spell
 
 
 @dataclass(eq=False)

@@ -1,6 +1,6 @@
 """Scheduling, blocked: for layers too wide to unroll into scalars.
 
-The fused schedule (``schedule.py``) writes every element of every layer as its own SymPy
+The fused schedule (``planning/schedule.py``) writes every element of every layer as its own SymPy
 expression: right for narrow layers, whose activations then never touch memory, but a
 256-wide layer would be 65,536 scalar terms per sample. The blocked schedule keeps the
 graph at the tensor level instead: the samples are visited in blocks of ``rows``; inside
@@ -24,10 +24,10 @@ from typing import Sequence
 
 import sympy as sp
 
-from . import targets
-from .errors import UnsupportedError
-from .graph import N, Node, spell, toposort
-from .indexing import fixed_shape, per_sample
+from .. import targets
+from ..errors import UnsupportedError
+from ..ir.graph import N, Node, spell, toposort
+from ..ir.indexing import fixed_shape, per_sample
 from .plan import Accumulator, Blocked, Plan, param_layout
 
 SCHEDULES = ("auto", "fused", "blocked")

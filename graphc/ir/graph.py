@@ -12,7 +12,7 @@ import keyword
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
-from .errors import GraphcError, InvalidName
+from ..errors import GraphcError, InvalidName
 
 
 class SampleDim:
@@ -139,8 +139,8 @@ class Node:
     dtype: str = "float"  # "float" | "bool"; the float width is chosen at compile time
     name: str | None = None
 
-    # numpy on nodes builds nodes (np.sin(node), np.sum(node, axis=0) ...): interop.py installs
-    # __array_ufunc__ and __array_function__; ops.py the operators, methods and __str__.
+    # numpy on nodes builds nodes (np.sin(node), np.sum(node, axis=0) ...): ir/interop.py installs
+    # __array_ufunc__ and __array_function__; ir/ops.py the operators, methods and __str__.
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
         raise GraphcError(

@@ -1,8 +1,8 @@
 """Index arithmetic: which element of an op's input each element of its output reads.
 
-One module for every stage that visits elements: the fused lowering (``schedule.py``, with
+One module for every stage that visits elements: the fused lowering (``planning/schedule.py``, with
 int indices), the blocked printer (``codegen/blocked.py``, with affine loop indices) and
-inspection (``explain.py``, with SymPy index symbols). An index here is a tuple over a
+inspection (``tools/explain.py``, with SymPy index symbols). An index here is a tuple over a
 node's *fixed* dims (the sample dim N is implied), and its entries may be any of those
 kinds: the functions only reorder them, put constants in, or call ``affine`` for a sliced
 axis.

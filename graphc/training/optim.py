@@ -25,8 +25,8 @@ from typing import Any, Sequence
 import sympy as sp
 from sympy.core.parameters import distribute
 
-from .errors import GraphcError
-from .graph import Node
+from ..errors import GraphcError
+from ..ir.graph import Node
 
 # The symbols an update is written in (``expressions``): the parameter element, its
 # gradient, the 1-based step count and the learning rate of this step; hyperparameters and
@@ -184,7 +184,7 @@ class Optimizer:
 
     @property
     def second_order(self) -> bool:
-        """``order >= 2`` (what train.py asks: a Hessian plan, on either schedule)."""
+        """``order >= 2`` (what training/train.py asks: a Hessian plan, on either schedule)."""
         return self.order >= 2
 
     @property

@@ -15,12 +15,15 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import codegen, cuda_runtime, distributed, forward, notebook, plancache, targets
-from .compile import Compiled, Timings, make_plan, memo_get, memo_put, wrt_key
-from .errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
-from .graph import N, Node
+from .. import codegen, forward, targets
+from ..runtime import cuda as cuda_runtime, distributed
+from ..tools import notebook
+from ..planning import plancache
+from ..compile import Compiled, Timings, make_plan, memo_get, memo_put, wrt_key
+from ..errors import BindingError, GraphcError, NonFiniteLoss, UnsupportedError
+from ..ir.graph import N, Node
 from .optim import SGD
-from .runtime import check_names, dtype_name, merge
+from ..runtime.binding import check_names, dtype_name, merge
 from .validation import InLoop, Validator
 
 LONG_RUN = 2e8  # steps * samples above which the automatic progress bar shows (about a second)
@@ -62,7 +65,7 @@ class FitResult:
 
         return save(self, path)
 
-    def _repr_markdown_(self) -> str:  # a notebook shows the parameters (notebook.py)
+    def _repr_markdown_(self) -> str:  # a notebook shows the parameters (tools/notebook.py)
         return notebook.fit_markdown(self)
 
     def _repr_html_(self) -> str:  # ... and the loss curve, inline
@@ -77,7 +80,7 @@ class FitResult:
 
     def plot_history(self, path: Any = None, ax: Any = None) -> Any:
         """The loss curve on a log scale (matplotlib); saved to ``path`` if given."""
-        from .plot import plot_history
+        from ..tools.plot import plot_history
 
         return plot_history(self, path, ax)
 
@@ -125,19 +128,19 @@ def fit(
     (returning False stops) and ``tol`` (stop once a logged loss is <= tol) run the compiled
     loop in chunks.
     Dask arrays in ``data`` train where their chunks live (``client``: a dask.distributed
-    Client; default: the current scheduler); see graphc.distributed.
+    Client; default: the current scheduler); see graphc.runtime.distributed.
 
     ``batch_size=B`` trains on mini-batches inside the compiled loop: step t uses batch
     t % nb of epoch t // nb (nb = ceil(N / B); the last batch of an epoch may be smaller);
     ``shuffle=True`` draws a permutation per epoch from (``seed``, epoch). ``epochs=E``
     runs E * nb steps instead of ``steps`` (default 1000). With Dask data a batch is a
-    group of whole chunks (see graphc.distributed.trainer).
+    group of whole chunks (see graphc.runtime.distributed.trainer).
 
     ``val_data`` (inputs like ``data``) adds the loss on it at every logged step t, at the
     parameters of that step's training loss, to ``res.val_history``; ``patience=P`` stops
     after P logged steps without a better validation loss (``res.stopped == "patience"``), and
     ``restore_best=True`` returns the parameters of the best one. On the cpu and parallel
-    targets this runs inside the compiled loop (graphc/validation.py says where else).
+    targets this runs inside the compiled loop (graphc/training/validation.py says where else).
 
     ``schedule``: "auto", "fused" or "blocked", as in ``gc.compile``.
     """
@@ -185,7 +188,7 @@ def fit(
     slots, count = _initial_state(optimizer, binder.n_grads, state)
     loop = _Loop(compiled, train, binder.theta(init), optimizer, slots, count, validator if inside else None)
     bar = _progress_bar(progress, steps, (n_samples or 1) * steps)
-    host = validator is not None and not inside  # validated from Python between chunks (validation.py)
+    host = validator is not None and not inside  # validated from Python between chunks (training/validation.py)
     stepping = bar is not None or callback is not None or tol is not None or host
     every_log = callback is not None or tol is not None or host
     chunk = log_every if every_log else log_every * max(1, steps // (100 * log_every))  # ~100 bar updates

@@ -47,11 +47,11 @@ from typing import Any, Callable
 import numpy as np
 import sympy as sp
 
-from . import loader
-from .version import __version__
-from .graph import N, Graph, Node, resolve_wrt, toposort
-from .ops import ELEMENTWISE, Elementwise
-from .optim import OPTIMIZERS, SCHEDULES
+from ..runtime import loader
+from ..version import __version__
+from ..ir.graph import N, Graph, Node, resolve_wrt, toposort
+from ..ir.ops import ELEMENTWISE, Elementwise
+from ..training.optim import OPTIMIZERS, SCHEDULES
 
 FORMAT = 2  # bump when the entry layout changes
 MAGIC = b"graphc-plan %d\n" % FORMAT

@@ -18,7 +18,7 @@ from typing import ContextManager
 
 import numba
 
-from . import targets
+from .. import targets
 
 SAFE_LAYERS = ("tbb", "omp")
 _LOCK = threading.Lock()

@@ -18,7 +18,7 @@ class _Enough(Exception):
 @contextlib.contextmanager
 def recording(limit: int | None = None) -> Iterator[list]:
     """Collect every ``Compiled`` built while the block runs (a debugging hook, nothing more)."""
-    from .compile import Compiled
+    from ..compile import Compiled
 
     seen: list = []
     original = Compiled.__init__
@@ -65,7 +65,7 @@ def show(script: str, args: list[str], parts: list[str], limit: int | None) -> i
 
 def _shown(compiled, part: str) -> str:
     """One part, or one line saying why it cannot be shown (no traceback)."""
-    from .errors import GraphcError
+    from ..errors import GraphcError
 
     try:
         return _part(compiled, part)
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
         demo()
         return 0
-    from . import loader
+    from ..runtime import loader
 
     if args.action == "info":
         info = loader.cache_info()

@@ -28,10 +28,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import forward
-from .errors import GraphcError
-from .graph import Node
-from .runtime import bind_data, check_names, pack_params
+from .. import forward
+from ..errors import GraphcError
+from ..ir.graph import Node
+from ..runtime.binding import bind_data, check_names, pack_params
 
 
 def _check(data: Any, patience: Any, restore_best: Any) -> None:

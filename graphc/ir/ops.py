@@ -22,7 +22,7 @@ import sympy as sp
 
 from . import fold
 from . import special
-from .errors import DTypeError, GraphcError, ShapeError, UnsupportedError
+from ..errors import DTypeError, GraphcError, ShapeError, UnsupportedError
 from .graph import N, Graph, Node, check_name, format_shape, sample_axis
 
 
@@ -77,7 +77,7 @@ class Elementwise:
         return tuple(_sympify_user(self, g, "derivative") for g in given)
 
     def compose(self, args: Sequence[sp.Expr]) -> sp.Expr:
-        """The op applied to SymPy expressions, as written: no IEEE-unsafe folding (fold.py)."""
+        """The op applied to SymPy expressions, as written: no IEEE-unsafe folding (ir/fold.py)."""
         return fold.compose(self.expr, self.args, args, self.__dict__.setdefault("_numeric", {}))
 
     def __call__(self, *args: Any) -> Any:
@@ -283,7 +283,7 @@ ELEMENTWISE: dict[str, Elementwise] = {
         Elementwise("erf", sp.erf),
         Elementwise("erfc", special.Erfc),
         Elementwise("square", lambda z: z**2),
-        # graphc.special's functions: sympy.diff takes their fdiff (torch's conventions: sign,
+        # graphc.ir.special's functions: sympy.diff takes their fdiff (torch's conventions: sign,
         # floor, ceil, round 0 everywhere, NaN included; arctan2's gradient 0 at the origin)
         Elementwise("sign", special.Sign, kinks=(0.0,)),
         Elementwise("floor", special.Floor, kinks=(-2.0, -1.0, 0.0, 1.0, 2.0)),

@@ -22,7 +22,7 @@ from types import ModuleType
 import numba
 import numpy as np
 
-from .version import __version__
+from ..version import __version__
 
 
 def cache_dir() -> Path:
@@ -157,7 +157,7 @@ def cache_info() -> dict:
     root = cache_dir()
     files = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
     return {"path": str(root), "modules": sum(p.suffix == ".py" for p in files),
-            "plans": sum(p.suffix == ".plan" for p in files),  # graphc/plancache.py
+            "plans": sum(p.suffix == ".plan" for p in files),  # graphc/planning/plancache.py
             "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
 
 

@@ -22,9 +22,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .errors import DTypeError, ShapeError, TargetError
-from .graph import N, format_shape
-from .runtime import Result, as_float_array, check_names, pack_params, unpack
+from ..errors import DTypeError, ShapeError, TargetError
+from ..ir.graph import N, format_shape
+from .binding import Result, as_float_array, check_names, pack_params, unpack
 
 NO_GPU = (
     "target 'cuda' needs an NVIDIA GPU that numba.cuda can use, and none was found "

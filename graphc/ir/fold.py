@@ -36,7 +36,7 @@ from sympy.core.parameters import distribute
 
 
 class AsWritten(sp.Function):
-    """A real-valued function SymPy never evaluates or rewrites (also graphc.special's base)."""
+    """A real-valued function SymPy never evaluates or rewrites (also graphc.ir.special's base)."""
 
     @classmethod
     def eval(cls, *args: sp.Expr) -> None:
@@ -144,7 +144,7 @@ def value_of(e: sp.Basic) -> float | bool | None:
 
 def plain(e: sp.Expr) -> sp.Expr:
     """``e`` as ordinary SymPy, for people and for ``sympy.simplify``: quotients as ``a/b``,
-    no Opaque parentheses, literals as ``oo``/``nan``/``0`` (graphc.explain shows this)."""
+    no Opaque parentheses, literals as ``oo``/``nan``/``0`` (graphc.tools.explain shows this)."""
     if not e.has(Quotient, Opaque, Literal):
         return e
     e = e.replace(Opaque, lambda x, tag: x).replace(Quotient, lambda a, b: a / b)

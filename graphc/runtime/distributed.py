@@ -16,9 +16,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import loader
-from .errors import GraphcError, ShapeError
-from .graph import N, format_shape
-from .runtime import as_float_array
+from ..errors import GraphcError, ShapeError
+from ..ir.graph import N, format_shape
+from .binding import as_float_array
 
 def is_dask(value: Any) -> bool:
     return type(value).__module__.split(".")[0] == "dask" and hasattr(value, "chunks")
@@ -157,7 +157,7 @@ class DaskProgram:
 
 def evaluate(compiled: Any, bindings: Mapping[str, Any], client: Any = None) -> Any:
     """``f(x=dask_array, ...)``: loss and gradients with the data left where it lives."""
-    from .runtime import Result, pack_params, unpack
+    from .binding import Result, pack_params, unpack
 
     program = DaskProgram(compiled, {d.name: bindings[d.name] for d in compiled.plan.data}, client)
     theta = pack_params(compiled.plan, bindings, compiled.dtype)

@@ -19,11 +19,11 @@ import numpy as np
 import sympy as sp
 from sympy.core.parameters import distribute
 
-from . import fold
-from .errors import UnsupportedError
-from .graph import N, Node, format_shape, spell, toposort
-from .indexing import broadcast_map, gather_source, index_source, summed_index, view_source
-from .ops import Elementwise, expression_string, fixed_indices
+from ..ir import fold
+from ..errors import UnsupportedError
+from ..ir.graph import N, Node, format_shape, spell, toposort
+from ..ir.indexing import broadcast_map, gather_source, index_source, summed_index, view_source
+from ..ir.ops import Elementwise, expression_string, fixed_indices
 from .plan import Accumulator, Fused, Load, Loop, Plan, param_layout
 
 Elems = dict  # fixed index tuple -> sympy expression

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .graph import format_shape
+from ..ir.graph import format_shape
 
 MAX_SOURCE_LINES = 400  # longer sources are cut, with a line saying how to see all of it
 

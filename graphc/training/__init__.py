@@ -1,0 +1,2 @@
+"""Training: gc.fit (train), optimizers (optim), checkpoints, validation.
+"""

@@ -43,11 +43,19 @@ def tutorial(steps: int = 2000) -> tuple[Any, dict, Callable[[], Any]]:
     return loss, kwargs, lambda: hand_poly()(x, y, 0.1, 0.2, 0.3, 0.4, 1e-6, steps)
 
 
+def _kernels() -> dict:
+    """graphc.tools.bench's hand-written loops (graphc.bench's in a tree from before the layout
+    by stage, as bench_latency.py --baseline may measure)."""
+    try:
+        from graphc.tools.bench import _njit_kernels
+    except ImportError:
+        from graphc.bench import _njit_kernels
+    return _njit_kernels()
+
+
 def hand_poly() -> Any:
     """The tutorial's hand-written training loop (graphc.tools.bench's, which graphc bench times too)."""
-    from graphc.tools.bench import _njit_kernels
-
-    return _njit_kernels()["poly"]
+    return _kernels()["poly"]
 
 
 def hand_poly_grad() -> Any:
@@ -158,9 +166,7 @@ def mlp32(steps: int = 100, width: int = 32) -> tuple[Any, dict, Callable[[], An
 
 def hand_mlp() -> Any:
     """The 3-W-1 tanh MLP's hand-written training loop (graphc.tools.bench's)."""
-    from graphc.tools.bench import _njit_kernels
-
-    return _njit_kernels()["mlp"]
+    return _kernels()["mlp"]
 
 
 def _classes(n: int = 1024, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -49,7 +49,7 @@ def _kernels() -> dict:
     try:
         from graphc.tools.bench import _njit_kernels
     except ImportError:
-        from graphc.bench import _njit_kernels
+        from graphc.tools.bench import _njit_kernels
     return _njit_kernels()
 
 

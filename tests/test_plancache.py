@@ -59,7 +59,8 @@ WARM = textwrap.dedent("""
     import json, sys
     import numpy as np
     import graphc as gc
-    from graphc import autodiff, codegen, schedule
+    from graphc import autodiff, codegen
+    from graphc.planning import schedule
 
     if sys.argv[1] == "warm":  # a hit must not differentiate, schedule or print anything
         def refuse(*args, **kwargs):
@@ -96,7 +97,8 @@ BLOCKED = textwrap.dedent("""
     import json, sys
     import numpy as np
     import graphc as gc
-    from graphc import autodiff, blocked, codegen, nn
+    from graphc import autodiff, codegen, nn
+    from graphc.planning import blocked
 
     if sys.argv[1] == "warm":  # a hit must not differentiate, plan or print anything
         def refuse(*args, **kwargs):

@@ -417,7 +417,7 @@ _WARM = """
 import json, time
 import numba
 import graphc
-from graphc import bench
+from graphc.tools import bench
 numba.njit(lambda v: v + 1)(1)  # Numba's one-time start-up is not any one graph's cost
 out = {}
 for name, target in TARGETS:

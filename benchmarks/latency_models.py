@@ -46,11 +46,13 @@ def tutorial(steps: int = 2000) -> tuple[Any, dict, Callable[[], Any]]:
 def _kernels() -> dict:
     """graphc.tools.bench's hand-written loops (graphc.bench's in a tree from before the layout
     by stage, as bench_latency.py --baseline may measure)."""
+    import importlib
+
     try:
-        from graphc.tools.bench import _njit_kernels
-    except ImportError:
-        from graphc.tools.bench import _njit_kernels
-    return _njit_kernels()
+        bench = importlib.import_module("graphc.tools.bench")
+    except ImportError:  # the old place, named as a string (not rewritten with the new layout)
+        bench = importlib.import_module("graphc.bench")
+    return bench._njit_kernels()
 
 
 def hand_poly() -> Any:

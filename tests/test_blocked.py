@@ -263,3 +263,20 @@ def test_the_exact_hessian_on_either_schedule(schedule):
                  optimizer=gc.Newton(), steps=12, schedule=schedule)
     assert res.compiled.schedule == schedule
     assert [res.params[k] for k in "abc"] == pytest.approx([2.0, -1.3, 0.5], abs=1e-9)
+
+
+def test_a_long_pass_is_compiled_on_its_own():
+    """sums_k and finish are inlined into their caller only while short (CpuEmitter.
+    MAX_INLINE_LINES): Numba's inlining copies and types a long body again. Printing only."""
+    from graphc.codegen.cpu import CpuEmitter
+
+    X, y = gc.data("X", shape=(None, 3)), gc.data("y")
+    short = gc.compile(gc.sum((gc.flatten(gc.nn.Linear(3, 1, name="s")(X)) - y) ** 2), schedule="blocked")
+    model = gc.nn.Sequential(gc.nn.Linear(3, 5, name="a"), gc.nn.GELU(), gc.nn.Linear(5, 4, name="b"),
+                             gc.nn.Softplus(), gc.nn.Linear(4, 3, name="c"))
+    long = gc.compile(gc.nn.cross_entropy(model(X), gc.data("T", shape=(None, 3))), schedule="blocked")
+    for f, inlined in ((short, True), (long, False)):
+        head, body = f.source.split("def sums_0(")[0].rsplit("\n", 2)[-2], f.source.split("def sums_0(")[1]
+        lines = body.split("\n@numba")[0].count("\n")
+        assert (lines <= CpuEmitter.MAX_INLINE_LINES) is inlined, lines
+        assert ('inline="always"' in head) is inlined, head

@@ -581,7 +581,7 @@ class BlockedMixin:
         head = [
             self.helper_jit(sum(N not in d.shape for d in plan.data) + 4),
             f"def finish(n, {self.fixed_args + ', ' if self.fixed_args else ''}theta, acc, grad):",
-            f'    """Loss from the sums in acc over n samples; writes d(loss)/d(theta[0:{plan.n_grads}]) into grad."""',
+            f'    """Loss from the sums in acc over n samples; writes {self.grad_doc} into grad."""',
         ]
         return self.print_function(head, w.prologue + body)
 

@@ -268,13 +268,21 @@ class CpuEmitter:
         lines = [
             self.evaluate_jit,
             f"def evaluate({self.args + ', ' if self.args else ''}theta, grad, acc):",
-            f'    """Loss at theta; writes d(loss)/d(theta[0:{plan.n_grads}]) into grad."""',
+            f'    """Loss at theta; writes {self.grad_doc} into grad."""',
             self.n_line("    ") if plan.sample_data else "    n = 0",
         ]
         for k in range(len(self.sizes)):
             lines += self.run_loop(k)
         lines.append(f"    return {self.finish_call}")
         return "\n".join(lines)
+
+    @property
+    def grad_doc(self) -> str:
+        """What grad receives, for the docstrings: the gradient, then any Hessian entries."""
+        n = self.plan.n_grads - self.plan.n_hessian
+        if not self.plan.n_hessian:
+            return f"d(loss)/d(theta[0:{n}])"
+        return f"d(loss)/d(theta[0:{n}]), then the Hessian's upper triangle (grad[{n}:{self.plan.n_grads}])"
 
     @property
     def finish_call(self) -> str:
@@ -290,7 +298,7 @@ class CpuEmitter:
         lines = [
             self.helper_jit(sum(N not in d.shape for d in self.plan.data) + 4),
             f"def finish(n, {self.fixed_args + ', ' if self.fixed_args else ''}theta, acc, grad):",
-            f'    """Loss from the sums in acc over n samples; writes d(loss)/d(theta[0:{plan.n_grads}]) into grad."""',
+            f'    """Loss from the sums in acc over n samples; writes {self.grad_doc} into grad."""',
         ]
         return self.function(lines, lambda: self.finish_body("    ", "return "))
 

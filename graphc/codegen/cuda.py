@@ -185,12 +185,11 @@ class CudaEmitter(CpuEmitter):
     # ---- the loss and gradient from the sums (one thread) ----
     def finish(self) -> str:
         plan = self.plan
-        ng = plan.n_grads
         used = set().union(*(e.free_symbols for _, e in plan.lowered.finish), *(o.free_symbols for o in plan.lowered.outputs))
         lines = [
             self.jit,
             f"def {self.g['finish']}({self.data_args('theta', 'grad', 'acc')}):",
-            f'    """Loss from the sums in acc (one thread); writes d(loss)/d(theta[0:{ng}]) into grad."""',
+            f'    """Loss from the sums in acc (one thread); writes {self.grad_doc} into grad."""',
         ]
         if plan.lowered.loops or N_SYMBOL in used:
             lines.append(self.n_line("    "))

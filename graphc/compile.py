@@ -139,13 +139,8 @@ def make_plan(loss: Node, wrt: Sequence[Node] | None, timings: Timings, schedule
         with timings.stage("autodiff"):
             hess = memo[(key, "hessian")] = autodiff.hessian(grads, wrt)
 
-    def lower(how: str) -> Plan:
-        if how == "blocked":
-            def build(*args: Any) -> Plan:
-                with timings.stage("schedule"):
-                    return blocked.plan(*args)
-        else:
-            build = functools.partial(fuse, timings=timings)  # times schedule and cse
+    def lower(how: str) -> Plan:  # each schedule times its stages
+        build = functools.partial(fuse if how == "fused" else blocked.plan, timings=timings)
         if hessian:
             return plan_.with_hessian(build, loss, wrt, grads, hess, graph.params, graph.data)
         return build(loss, wrt, grads, graph.params, graph.data)

@@ -73,8 +73,7 @@ def _plan(nodes: list[Node], graph: Graph, target: str, timings: Timings) -> Any
         except UnsupportedError:
             if not targets.get(target).blocks:
                 raise
-    with timings.stage("schedule"):
-        return blocked.forward_plan(nodes, graph.params, graph.data)
+    return blocked.forward_plan(nodes, graph.params, graph.data, timings)
 
 
 class Forward:

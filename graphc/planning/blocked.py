@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import sympy as sp
 
@@ -29,6 +29,7 @@ from ..errors import UnsupportedError
 from ..ir.graph import N, Node, spell, toposort
 from ..ir.indexing import fixed_shape, per_sample
 from .plan import Accumulator, Blocked, Plan, param_layout
+from ..timings import stages
 
 SCHEDULES = ("auto", "fused", "blocked")
 WIDE = 64  # auto: a per-sample contraction with a weight this large runs blocked
@@ -80,21 +81,26 @@ def choose(loss: Node, grads: dict[Node, Node | None], target: str, extra: Seque
 
 
 def plan(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params: Sequence[Node],
-         data: Sequence[Node]) -> Plan:
+         data: Sequence[Node], timings: Any = None) -> Plan:
+    """Loss and gradients at tensor level (``schedule.fuse``'s arguments; ``timings`` gets
+    the seconds of 'schedule')."""
     outputs = [loss] + [g for p in wrt if (g := grads[p]) is not None]
     named = {id(g): f"grad_{spell(p.name)}" for p in wrt if (g := grads[p]) is not None}
     named[id(loss)] = "loss"
-    accumulators, kept, rows = _analyse(outputs, named)
+    with stages(timings)("schedule"):
+        accumulators, kept, rows = _analyse(outputs, named)
     frozen, layout = param_layout(list(wrt), list(params))
     lowered = Blocked({p.name: grads[p] for p in wrt}, kept, rows, blas_available())
     return Plan(loss, list(wrt), frozen, list(data), layout, [p.name for p in wrt if grads[p] is None],
                 accumulators, lowered)
 
 
-def forward_plan(results: Sequence[Node], params: Sequence[Node], data: Sequence[Node]) -> Plan:
+def forward_plan(results: Sequence[Node], params: Sequence[Node], data: Sequence[Node],
+                 timings: Any = None) -> Plan:
     """A forward function's blocked plan (``gc.compile`` of wide layers' outputs): the passes
     for the sums ``results`` read, then a loop over the blocks that stores them."""
-    accumulators, kept, rows = _analyse(list(results), {})
+    with stages(timings)("schedule"):
+        accumulators, kept, rows = _analyse(list(results), {})
     frozen, layout = param_layout([], list(params))
     return Plan(results[0], [], frozen, list(data), layout, [], accumulators,
                 Blocked({}, kept, rows, blas_available()), list(results))

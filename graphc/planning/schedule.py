@@ -11,7 +11,6 @@ the polynomial fit this is ONE loop computing the loss and all four gradients.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any, Callable, Sequence
 
@@ -25,6 +24,7 @@ from ..ir.graph import N, Node, format_shape, spell, toposort
 from ..ir.indexing import broadcast_map, gather_source, index_source, summed_index, view_source
 from ..ir.ops import Elementwise, expression_string, fixed_indices
 from .plan import Accumulator, Fused, Load, Loop, Plan, param_layout
+from ..timings import stages
 
 Elems = dict  # fixed index tuple -> sympy expression
 MAX_TERMS = 20_000  # scalar terms per graph before the unrolled schedule refuses
@@ -224,17 +224,12 @@ RULES: dict[str, Callable[[Lowering, Node, list[Elems]], Elems]] = {
 _number = fold.number
 
 
-def _stages(timings: Any) -> Callable[[str], Any]:
-    """``timings.stage`` (compile.Timings), or a context that times nothing."""
-    return timings.stage if timings is not None else lambda name: contextlib.nullcontext()
-
-
 # ---- the stage entry point ----------------------------------------------------------------
 def fuse(loss: Node, wrt: Sequence[Node], grads: dict[Node, Node | None], params: Sequence[Node],
          data: Sequence[Node], timings: Any = None) -> Plan:
     """Lower loss and gradients, group accumulators into loops, CSE each loop.
     ``timings`` (compile.Timings), if given, gets the seconds of 'schedule' and 'cse'."""
-    stage = _stages(timings)
+    stage = stages(timings)
     with distribute(False):  # keep 2*(r) a product, so r stays shared with the loss
         return _fuse(loss, wrt, grads, params, data, stage)
 
@@ -271,7 +266,7 @@ def fuse_forward(results: Sequence[Node], params: Sequence[Node], data: Sequence
                  timings: Any = None) -> Plan:
     """Lower ``results`` (any shapes) for a forward function: the fused schedule's passes for
     the sums they read, then a pass that stores the per-sample elements."""
-    stage = _stages(timings)
+    stage = stages(timings)
     with distribute(False), stage("schedule"):
         low = Lowering()
         stores, store_targets, fixed, fixed_targets = [], [], [], []

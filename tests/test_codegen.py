@@ -17,7 +17,11 @@ def body_of(source, name):
 def test_cubic_is_one_loop_with_scalar_accumulators(cubic_cpu):
     src = cubic_cpu.source
     loop = body_of(src, "sums_0")
-    assert src.count("for i in range(") == 1
+    evaluate = body_of(src, "evaluate")  # the same lines, so that evaluate is one function
+    assert loop.count("for i in range(") == 1 and evaluate.count("for i in range(") == 1
+    assert "sums_0(" not in evaluate and "finish(" not in evaluate
+    sums = [line.strip() for line in loop.splitlines() if "+=" in line]
+    assert sums and sums == [line.strip() for line in evaluate.splitlines() if "+=" in line]
     assert "np.empty" not in loop and "np.zeros" not in loop  # no temporary arrays
     for name in ["loss", "grad_a", "grad_b", "grad_c", "grad_d"]:
         assert f"    {name} = 0.0" in loop and f"{name} += " in loop

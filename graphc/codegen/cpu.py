@@ -271,6 +271,10 @@ class CpuEmitter:
             f'    """Loss at theta; writes {self.grad_doc} into grad."""',
             self.n_line("    ") if plan.sample_data else "    n = 0",
         ]
+        if self.inlined:  # the lines of sums_k and finish, as train holds them (see `inlined`)
+            head = [*lines[:2], f'    """Loss at theta; writes {self.grad_doc} into grad (the sums stay locals: acc is unused)."""']
+            body, calls = self.evaluate_code
+            return self.function(head, lambda: [lines[3], *(f"    {line}" for line in body), "    return loss"], calls)
         for k in range(len(self.sizes)):
             lines += self.run_loop(k)
         lines.append(f"    return {self.finish_call}")

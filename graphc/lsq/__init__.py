@@ -34,7 +34,7 @@ def least_squares(residuals: Node, data: Mapping[str, Any], init: Mapping[str, A
                   bounds: Mapping[str, tuple[Any, Any]] | None = None, loss: str = "linear",
                   f_scale: float = 1.0, xtol: float = 1e-8, ftol: float = 1e-8, gtol: float = 1e-8,
                   max_steps: int | None = None, target: str = "cpu",
-                  dtype: str = "float64") -> LeastSquaresResult:
+                  dtype: str = "float64", path: str = "auto") -> LeastSquaresResult:
     """Minimize ``0.5 * sum(rho(f**2))`` over the parameters, ``f = residuals / sigma``.
 
     ``residuals``: an expression with one value per sample (shape (N,), or (N, k): all k*N
@@ -47,18 +47,22 @@ def least_squares(residuals: Node, data: Mapping[str, Any], init: Mapping[str, A
     parameter), ``loss`` ("linear", "soft_l1", "huber", "cauchy", "arctan") with ``f_scale``,
     ``sigma`` (curve_fit's: residuals divided by it; ``absolute_sigma``: the covariance is not
     rescaled by the residual variance), ``bounds`` ({name: (lo, hi)}, None or +-inf for no bound;
-    a change of variables, see docs/fitting.md); ``target`` ("cpu" or "parallel"), ``dtype``.
+    a change of variables, see docs/fitting.md); ``target`` ("cpu" or "parallel"), ``dtype``;
+    ``path``: how J^T J is formed ("fused": unrolled sums in one loop, up to 32 parameters;
+    "dense": J's rows per block of samples and np.dot, up to build.MAX_PARAMS; "auto": fused up
+    to build.FUSED_PARAMS parameters, dense above).
     """
     _check_options(loss, f_scale, xtol, ftol, gtol, max_steps)
     start = time.perf_counter()
-    solver = build.solver(residuals, loss, sigma is not None, target, dtype)
+    solver = build.solver(residuals, loss, sigma is not None, target, dtype, path)
     x0, order = _initial(solver, init)
     kinds, lo, hi = _bounds(solver, bounds, x0)
     max_nfev = 100 * solver.n if max_steps is None else int(max_steps)
     arrays, m = _bind(solver, data, sigma, dtype)
     plan = solver.plan
     theta = np.zeros(plan.n_theta, dtype=dtype)
-    state, theta[:solver.n] = levmar.new_state(x0, kinds, lo, hi, ftol, xtol, gtol, max_nfev)
+    state, theta[:solver.n] = levmar.new_state(x0, kinds, lo, hi, ftol, xtol, gtol, max_nfev,
+                                                      square=solver.dense)
     if solver.sums.f_scale is not None:
         theta[plan.layout[solver.sums.f_scale.name][0]] = f_scale
     grad, acc = np.zeros(plan.n_grads), np.zeros(plan.n_acc)

@@ -10,6 +10,15 @@ loss and its gradient: ``A`` rides along as the "gradient" of a stand-in paramet
 as the exact Hessian of ``gc.Newton`` does (``optim.hessian_plan``). The target's emitter
 prints ``evaluate`` as for any loss, and ``levmar.fit`` runs the whole fit in compiled code:
 ``evaluate``, then ``levmar.step``, until ``step`` stops.
+
+That fused path unrolls ``A`` into P(P+1)/2 scalar sums: its compile time grows fast with P.
+Above ``FUSED_PARAMS`` scalar parameters (or with ``path="dense"``) the dense path takes
+over: ``tangents.per_sample_jacobian`` gives J's rows as one node ``J`` of shape (N, P) (one
+reverse pass per residual column), and ``g = J^T (w f)`` and ``A = J^T W J`` are two einsums
+over the samples, which the blocked schedule (``planning/blocked.py``) computes block by block:
+J_b (rows x P) in a scratch array, then ``np.dot(J_b.T, J_b)`` (BLAS) added into ``A``; the
+N x P Jacobian is never stored. grad then holds all of ``A`` row by row (levmar's SQUARE
+layout). Up to ``MAX_PARAMS`` scalar parameters.
 """
 
 from __future__ import annotations
@@ -27,14 +36,17 @@ import numpy as np
 from .. import codegen, targets
 from ..runtime import collector, loader, threads
 from ..ir import ops
-from ..planning import schedule
+from ..planning import blocked, schedule
 from ..compile import Timings
 from ..errors import GraphcError, ShapeError, TargetError
 from ..ir.graph import Graph, N, Node, code_names, format_shape, spell
 from ..planning.plan import Plan
 from . import levmar, tangents
 
-MAX_PARAMS = 32  # scalar parameters: J^T J is P(P+1)/2 unrolled sums; compile time grows (docs/fitting.md)
+FUSED_PARAMS = 16  # up to this many scalar parameters J^T J is P(P+1)/2 unrolled sums (fused path)
+MAX_FUSED = 32  # path="fused": at most this many (compile time grows fast: 30 s at 32)
+MAX_PARAMS = 2000  # the dense path's limit: a P x P system, factored several times per step (docs/fitting.md)
+PATHS = ("auto", "fused", "dense")  # how J^T J is formed: unrolled sums, or J's rows and np.dot
 LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
 EPS = float(np.finfo(float).eps)  # scipy's floor for a robust loss's Gauss-Newton weight
 
@@ -167,6 +179,134 @@ def _label_sums(plan: Plan, sums: Sums) -> None:
             accs[out].comment = label
 
 
+# ---- the dense path: J's rows per block of samples, J^T J by BLAS ----------------------------
+@dataclass
+class DenseSums:
+    """The graph of one evaluation on the dense path: ``cost``, ``g = J^T f`` (shape (P,)) and
+    ``a = J^T W J`` (shape (P, P)), both sums over the samples of products of J's rows."""
+
+    cost: Node
+    g: Node
+    a: Node
+    labels: list[str]
+    zero: list[str]
+    sigma: Node | None
+    f_scale: Node | None
+
+
+def labels_of(params: list[Node]) -> list[str]:
+    """The scalar parameters' labels in theta's order: "b1", "W[0, 1]", ..."""
+    return [p.name + (f"[{', '.join(map(str, idx))}]" if idx else "")
+            for p in params for idx in np.ndindex(*p.shape)]
+
+
+def residual_columns(f: Node) -> list[tuple[tuple, Node]]:
+    """``f`` as columns of shape (N,): one per element of its fixed dims (the index key of
+    each, and the column); f itself when its shape is (N,)."""
+    if f.shape == (N,):
+        return [((), f)]
+    fixed = [d for d in f.shape if d is not N]
+    out = []
+    for idx in np.ndindex(*fixed):
+        it = iter(idx)
+        key = tuple(slice(None) if d is N else next(it) for d in f.shape)
+        out.append((key, ops.index(f, key)))
+    return out
+
+
+def dense_normal_equations(residuals: Node, params: list[Node], loss: str, weighted: bool,
+                           taken: set[str]) -> DenseSums:
+    """cost, J^T f and J^T W J with J's rows from ``tangents.per_sample_jacobian``: per residual
+    column one reverse pass, giving ``J`` (N, P) as one node (each parameter's rows reshaped to
+    (N, size) and joined in theta's order); ``g = einsum("n,nk->k", w f, J)`` and ``a =
+    einsum("nk,nl->kl", W J, J)`` are sums over the samples, which the blocked schedule adds
+    up block by block with np.dot."""
+    sigma = f_scale = None
+    f = residuals
+    if weighted:
+        sigma = data_like(fresh_name("sigma", taken, residuals.shape, "data"), residuals)
+        f = f / sigma
+    if loss == "linear":
+        cost, fw, weight = 0.5 * ops.sum(f * f), f, None
+    else:
+        f_scale = ops.param(fresh_name("f_scale", taken, (), "param"))
+        z = (f / f_scale) ** 2
+        rho, rho1, rho2 = RHO[loss](z)
+        cost = 0.5 * ops.sum(f_scale * f_scale * rho)
+        fw = rho1 * f
+        weight = ops.maximum(rho1 + 2 * z * rho2, EPS)
+    used: set[int] = set()
+    g = a = None
+    for key, column in residual_columns(f):
+        rows = tangents.per_sample_jacobian(column, params)
+        used |= {id(p) for p in params if rows[p] is not None}
+        jac = join_rows(params, rows)
+        fw_k = ops.index(fw, key) if key else fw
+        weighted_jac = jac * ops.index(ops.index(weight, key) if key else weight, (slice(None), None)) \
+            if weight is not None else jac
+        g_k = ops.einsum("n,nk->k", fw_k, jac)
+        a_k = ops.einsum("nk,nl->kl", weighted_jac, jac)
+        g, a = (g_k, a_k) if g is None else (g + g_k, a + a_k)
+    zero = [label for p in params if id(p) not in used for label in labels_of([p])]
+    return DenseSums(cost, g, a, labels_of(params), zero, sigma, f_scale)
+
+
+def join_rows(params: list[Node], rows: dict[Node, Node | None]) -> Node:
+    """J (N, P) from each parameter's rows (N, *p.shape), in theta's order: a run of scalar
+    parameters is one stack of their (N,) columns (each column's expression then prints
+    inside the loop that fills J, not into an array of its own), a tensor parameter its
+    rows reshaped to (N, size); the pieces joined along axis 1."""
+    pieces: list[Node] = []
+    scalars: list[Node] = []
+
+    def flush() -> None:
+        if scalars:
+            pieces.append(ops.stack(scalars, axis=1) if len(scalars) > 1 else ops.reshape(scalars[0], (N, 1)))
+            scalars.clear()
+
+    for p in params:
+        size = math.prod(p.shape)
+        got = rows[p]
+        if not p.shape:
+            scalars.append(got if got is not None else ops.broadcast_to(ops.constant(0.0), (N,)))
+            continue
+        flush()
+        pieces.append(ops.reshape(got, (N, size)) if got is not None
+                      else ops.broadcast_to(ops.constant(0.0), (N, size)))
+    flush()
+    return ops.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
+
+
+def dense_plan(sums: DenseSums, params: list[Node], taken: set[str], timings: Timings) -> Plan:
+    """cost, g and A as one blocked Plan: each parameter's gradient is its slice of g, and A
+    is the "gradient" of a stand-in parameter ``jtj`` of shape (P, P), so grad holds g, then A
+    row by row (levmar's SQUARE layout). More rows per block than the blocked schedule picks
+    for a layer: each block adds J_b^T W J_b (P x P) into the sum, and wider blocks make fewer
+    of those additions."""
+    n = len(sums.labels)
+    jtj = ops.param(fresh_name("jtj", taken, (n, n), "param"), (n, n))
+    grads: dict[Node, Node | None] = {}
+    off = 0
+    for p in params:
+        size = math.prod(p.shape)
+        piece = ops.index(sums.g, off) if not p.shape else ops.index(sums.g, slice(off, off + size))
+        grads[p] = ops.reshape(piece, p.shape) if len(p.shape) > 1 else piece
+        off += size
+    grads[jtj] = sums.a
+    wrt = list(params) + [jtj]
+    frozen = [sums.f_scale] if sums.f_scale is not None else []
+    graph = Graph.from_outputs(sums.cost, sums.g, sums.a)
+    plan = blocked.plan(sums.cost, wrt, grads, wrt + frozen, graph.data, timings)
+    plan.lowered.rows = max(plan.lowered.rows, dense_rows(n))
+    return plan
+
+
+def dense_rows(n: int) -> int:
+    """Rows per block for P = n: about 2^18 elements of J per block (256 rows at P = 1000),
+    between 64 and 1024 rows."""
+    return 1 << max(6, min(10, int(math.log2(max(1, (1 << 18) // max(1, n))))))
+
+
 @dataclass
 class Solver:
     """One compiled fit: the plan, the generated module and where things live in theta."""
@@ -182,6 +322,7 @@ class Solver:
     timings: Timings
     user_data: list[Node] = field(default_factory=list)
     residual_shape: tuple = ()
+    dense: bool = False  # the dense path: grad holds g, then J^T J row by row (all P x P)
     entry: Any = None  # levmar.fit's compiled entry point, once compiled
     callees: tuple = ()  # evaluate and levmar.step as Pointers
 
@@ -257,19 +398,21 @@ class Pointer:
 _SOLVERS: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
 
 
-def solver(residuals: Node, loss: str, weighted: bool, target: str, dtype: str) -> Solver:
+def solver(residuals: Node, loss: str, weighted: bool, target: str, dtype: str, path: str = "auto") -> Solver:
     """The compiled fit of ``residuals`` (memoised per residual node and options)."""
     if not isinstance(residuals, Node):
         raise GraphcError(f"least_squares: residuals must be a graph expression, "
                           f"got {type(residuals).__name__}")
+    if path not in PATHS:
+        raise GraphcError(f"least_squares: unknown path {path!r}; choose one of {', '.join(PATHS)}")
     memo = _SOLVERS.setdefault(residuals, {})
-    key = (loss, weighted, target, dtype)
+    key = (loss, weighted, target, dtype, path)
     if key not in memo:
-        memo[key] = _build(residuals, loss, weighted, target, dtype)
+        memo[key] = _build(residuals, loss, weighted, target, dtype, path)
     return memo[key]
 
 
-def _build(residuals: Node, loss: str, weighted: bool, target: str, dtype: str) -> Solver:
+def _build(residuals: Node, loss: str, weighted: bool, target: str, dtype: str, path: str) -> Solver:
     if targets.get(target).device:
         raise TargetError(f"least_squares runs on the CPU targets (cpu, parallel), not {target!r}")
     dtype = codegen.check_dtype(dtype)
@@ -278,26 +421,33 @@ def _build(residuals: Node, loss: str, weighted: bool, target: str, dtype: str) 
         graph = Graph.from_outputs(residuals)
         check_residuals(residuals, graph)
         params = graph.params
-        labels_count = sum(math.prod(p.shape) for p in params)
-        if labels_count > MAX_PARAMS:
+        count = sum(math.prod(p.shape) for p in params)
+        if count > MAX_PARAMS:
             raise GraphcError(
-                f"least_squares: {labels_count} scalar parameters; at most {MAX_PARAMS} are supported "
-                f"(J^T J is formed as {MAX_PARAMS * (MAX_PARAMS + 1) // 2} unrolled sums over the samples)"
-            )
+                f"least_squares: {count} scalar parameters; at most {MAX_PARAMS} are supported (the "
+                f"normal equations are a dense {count} x {count} system, factored at every step; "
+                "docs/fitting.md, Size)")
+        if path == "fused" and count > MAX_FUSED:
+            raise GraphcError(f"least_squares: {count} scalar parameters; path='fused' takes at most "
+                              f"{MAX_FUSED} (J^T J is unrolled into P(P+1)/2 sums); use path='dense'")
+        dense = path == "dense" or (path == "auto" and count > FUSED_PARAMS)
         taken = taken_names(graph)
     with timings.stage("autodiff"):
-        sums = normal_equations(residuals, params, loss, weighted, taken)
+        if dense:
+            sums = dense_normal_equations(residuals, params, loss, weighted, taken)
+        else:
+            sums = normal_equations(residuals, params, loss, weighted, taken)
     for name in sums.zero:
         warnings.warn(f"least_squares: the residuals do not depend on parameter {name!r}; "
                       "it stays at its initial value", stacklevel=4)
-    plan = plan_for(sums, params, taken, timings)
+    plan = dense_plan(sums, params, taken, timings) if dense else plan_for(sums, params, taken, timings)
     with timings.stage("codegen"):
         source = codegen.emit(plan, target, dtype)
     with timings.stage("load"):
         module, cached = loader.load(source, "lsq")
     timings["cache"] = "hit" if cached else "miss"
     return Solver(plan, source, module, target, dtype, params, sums.labels, sums, timings, graph.data,
-                  tuple(residuals.shape))
+                  tuple(residuals.shape), dense=dense)
 
 
 def check_residuals(residuals: Node, graph: Graph) -> None:

@@ -20,6 +20,10 @@ condition number). Where M itself is singular to working precision (the factoriz
 a pivot that is not positive), the step is taken as infinitely long, as MINPACK does for a
 rank-deficient J: the trust region then picks ``par > 0``, where M + par I is positive definite.
 
+With many parameters (the dense path of ``build.py``), ``evaluate`` writes all of ``A`` (the
+SQUARE layout: np.dot forms it) and the Cholesky factorizations go by panels, with np.dot
+for their O(P^3) part (``factor``); every other step is O(P^2) loops.
+
 Bounds are a change of variables (MINUIT's, as lmfit uses): the algorithm runs on internal
 parameters ``u`` and ``theta`` holds ``x(u)``; ``evaluate`` differentiates with respect to x,
 and the chain rule ``J_u = J_x diag(dx/du)`` is applied here.
@@ -47,7 +51,7 @@ DWARF = 2.2250738585072014e-308
 COST, DELTA, PAR, XNORM, FTOL, XTOL, GTOL, FACTOR, GNORM, PNORM, PRERED, DIRDER = range(12)
 N_FS = 12
 # ints; the bound kind of parameter j is ints[KINDS + j]
-PHASE, NFEV, MAXFEV, STATUS, ITER, NPAR = range(6)
+PHASE, NFEV, MAXFEV, STATUS, ITER, NPAR, LAYOUT = range(7)
 KINDS = 8
 # vecs[k, :]: vectors of length P
 U, UT, DIAG, LO, HI, G, Y, W, B, GX, TS, ACN = range(12)
@@ -55,6 +59,9 @@ N_VECS = 12
 # mats[k]: P x P
 AX, AU, MS, L = range(4)
 N_MATS = 4
+# how grad holds A after g: its upper triangle row by row (the fused path), or all of it
+# row by row (the dense path, which forms J^T J with np.dot)
+TRIANGLE, SQUARE = 0, 1
 # bound kinds
 FREE, LOWER, UPPER, BOTH = 0, 1, 2, 3
 # phases
@@ -145,6 +152,64 @@ def cholesky(m: np.ndarray, shift: float, lower: np.ndarray) -> bool:
     return True
 
 
+BLOCK = 64  # columns per panel of the blocked Cholesky factorization
+BLOCKED_FROM = 400  # parameters: from this many on, factor in panels (np.dot for the updates); below,
+# the loops are as fast (and np.dot on small panels suffers most when BLAS threads compete for cores)
+
+
+@numba.njit(**OPTS)
+def cholesky_blocked(m: np.ndarray, shift: float, lower: np.ndarray) -> bool:
+    """``cholesky`` for a large matrix, right-looking by panels of BLOCK columns: factor the
+    panel's diagonal block and the rows below it with loops, then subtract the panel's outer
+    product from the rest of the matrix with np.dot (BLAS: the O(P^3) part)."""
+    n = m.shape[0]
+    for i in range(n):  # lower's lower triangle <- m + shift I; only it is read below
+        for j in range(i + 1):
+            lower[i, j] = m[i, j]
+        lower[i, i] += shift
+    for k0 in range(0, n, BLOCK):
+        k1 = min(k0 + BLOCK, n)
+        for j in range(k0, k1):  # the diagonal block (earlier panels' updates are in it)
+            d = lower[j, j]
+            for k in range(k0, j):
+                d -= lower[j, k] * lower[j, k]
+            if not d > 0.0 or not d < math.inf:
+                return False
+            ljj = math.sqrt(d)
+            lower[j, j] = ljj
+            for i in range(j + 1, k1):
+                s = lower[i, j]
+                for k in range(k0, j):
+                    s -= lower[i, k] * lower[j, k]
+                lower[i, j] = s / ljj
+        if k1 == n:
+            break
+        for i in range(k1, n):  # the rows below: L21 = A21 L11^-T, row by row
+            for j in range(k0, k1):
+                s = lower[i, j]
+                for k in range(k0, j):
+                    s -= lower[i, k] * lower[j, k]
+                lower[i, j] = s / lower[j, j]
+        panel = np.ascontiguousarray(lower[k1:, k0:k1])
+        update = np.dot(panel, panel.T)  # A22 -= L21 L21^T (its lower triangle is what is read)
+        for i in range(k1, n):
+            for j in range(k1, i + 1):
+                lower[i, j] -= update[i - k1, j - k1]
+    for i in range(n):
+        for j in range(i + 1, n):
+            lower[i, j] = 0.0
+    return True
+
+
+@numba.njit(**OPTS)
+def factor(m: np.ndarray, shift: float, lower: np.ndarray) -> bool:
+    """lower @ lower.T = m + shift * I (False: not positive definite to working precision):
+    loops for the fused path's few parameters, panels and BLAS for many."""
+    if m.shape[0] >= BLOCKED_FROM:
+        return cholesky_blocked(m, shift, lower)
+    return cholesky(m, shift, lower)
+
+
 @numba.njit(**OPTS)
 def forward(lower: np.ndarray, v: np.ndarray) -> None:
     """v <- lower^-1 v."""
@@ -191,7 +256,7 @@ def lmpar(m: np.ndarray, b: np.ndarray, delta: float, par: float, lower: np.ndar
     """MINPACK's lmpar in scaled variables: the par >= 0 whose y = (m + par I)^-1 b has
     ||y|| within 10% of delta (par = 0 if the Gauss-Newton step is shorter); y is left
     holding that step. m: D^-1 A D^-1, b: D^-1 g; the step in parameters is -D^-1 y."""
-    full_rank = cholesky(m, 0.0, lower)
+    full_rank = factor(m, 0.0, lower)
     dxnorm = solve(lower, b, y) if full_rank else math.inf
     if not dxnorm < math.inf:
         full_rank = False
@@ -213,7 +278,7 @@ def lmpar(m: np.ndarray, b: np.ndarray, delta: float, par: float, lower: np.ndar
     for it in range(1, 11):
         if par == 0.0:
             par = max(DWARF, 0.001 * paru)
-        while not cholesky(m, par, lower):  # m is positive semi-definite up to rounding
+        while not factor(m, par, lower):  # m is positive semi-definite up to rounding
             par = max(2.0 * par, EPSMCH)
         dxnorm = solve(lower, b, y)
         temp = fp
@@ -248,14 +313,18 @@ def quadratic(m: np.ndarray, y: np.ndarray) -> float:
 def accept(cost: float, grad: np.ndarray, fs: np.ndarray, ints: np.ndarray, vecs: np.ndarray,
            mats: np.ndarray) -> None:
     """Make the point just evaluated (internal vecs[UT]) the current one: its cost, its
-    gradient and J^T J (grad: g, then A's upper triangle row by row)."""
+    gradient and J^T J (grad: g, then A's upper triangle row by row, or with ints[LAYOUT] ==
+    SQUARE all of A row by row, of which the upper triangle is read)."""
     n = ints[NPAR]
     fs[COST] = cost
     for j in range(n):
         vecs[U, j] = vecs[UT, j]
     k = n
+    square = ints[LAYOUT] == SQUARE
     for i in range(n):
         vecs[GX, i] = grad[i]
+        if square:  # the upper triangle of the whole matrix (np.dot's is symmetric up to rounding)
+            k = n + i * n + i
         for j in range(i, n):
             mats[AX, i, j] = grad[k]
             mats[AX, j, i] = grad[k]
@@ -409,14 +478,15 @@ def fit(data: tuple, theta: np.ndarray, grad: np.ndarray, acc: np.ndarray, state
 
 
 def new_state(x0: np.ndarray, kinds: np.ndarray, lo: np.ndarray, hi: np.ndarray, ftol: float,
-              xtol: float, gtol: float, max_nfev: int, factor: float = 100.0) -> tuple:
+              xtol: float, gtol: float, max_nfev: int, factor: float = 100.0, square: bool = False) -> tuple:
     """Fresh state for a fit from x0 (each parameter inside its bounds), and the x the first
-    evaluation is at: x(u(x0)), x0 up to rounding."""
+    evaluation is at: x(u(x0)), x0 up to rounding. ``square``: grad holds all of A (SQUARE)."""
     p = x0.shape[0]
     fs = np.zeros(N_FS)
     fs[FTOL], fs[XTOL], fs[GTOL], fs[FACTOR] = ftol, xtol, gtol, factor
     ints = np.zeros(KINDS + p, dtype=np.int64)
     ints[PHASE], ints[MAXFEV], ints[STATUS], ints[NPAR] = START, max_nfev, RUNNING, p
+    ints[LAYOUT] = SQUARE if square else TRIANGLE
     ints[KINDS:] = kinds
     vecs = np.zeros((N_VECS, p))
     vecs[LO], vecs[HI] = lo, hi

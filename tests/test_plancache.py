@@ -370,3 +370,23 @@ def test_fit_with_newton_and_batches_hits(cache):
             again = gc.fit(loss, data=data, init=init, steps=3, log_every=1, **kw)
         assert first.compiled.timings["plan"] == "miss" and again.compiled.timings["plan"] == "hit"
         assert again.params == first.params and again.history == first.history
+
+
+def test_the_code_digest_covers_every_stage_of_graphc(tmp_path, monkeypatch):
+    """An entry holds generated source: a change to any stage's code (the printers in
+    graphc/codegen/ too, not only graphc/planning/ where this cache lives) must miss."""
+    root = os.path.join(REPO, "graphc")
+    assert os.path.samefile(plancache.PACKAGE, root)
+    copy = tmp_path / "graphc"
+    for sub in ("planning", "codegen"):
+        (copy / sub).mkdir(parents=True)
+        (copy / sub / "a.py").write_text("A = 1\n")
+    monkeypatch.setattr(plancache, "PACKAGE", copy)
+    plancache.code_digest.cache_clear()
+    try:
+        before = plancache.code_digest()
+        (copy / "codegen" / "a.py").write_text("A = 2\n")
+        plancache.code_digest.cache_clear()
+        assert plancache.code_digest() != before
+    finally:
+        plancache.code_digest.cache_clear()

@@ -55,7 +55,7 @@ from ..training.optim import OPTIMIZERS, SCHEDULES
 
 FORMAT = 2  # bump when the entry layout changes
 MAGIC = b"graphc-plan %d\n" % FORMAT
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent.parent  # graphc/ (this file is graphc/planning/plancache.py)
 _WARNED: set[tuple[str, str]] = set()  # (key, parameter): zero-gradient warnings already given here
 _WARNED_LOCK = threading.Lock()
 

@@ -23,6 +23,17 @@ Every competitor's solution is checked against graphc's (relative difference of 
 parameters, recorded; the script exits 1 if one differs by more than 1e-6). Times are medians
 over ``--repeats`` rounds (scipy at 1e7: ``--big-repeats``); ratios are from the same run.
 
+``large``: many parameters, the dense path (J's rows per block of samples, J^T J by np.dot):
+a linear model y = X @ w and a GLM y = exp(X @ w + b) (X standard normal, the GLM's scaled by
+1/sqrt(P); noise 0.1 and 0.05), from zeros, at P = 500 with N = 1e5 and P = 2000 with N = 2e4
+(``--large``). Each case runs in a fresh process with an empty GRAPHC_CACHE_DIR and
+``OPENBLAS_NUM_THREADS`` = ``--blas-threads`` (default 1: the cpu target is one core, and
+scipy's and numpy's BLAS are held to one too): graphc's first fit (compile included: the
+model's, not the LM kernel's, which Numba's cache holds after one fit per machine) and its
+warm fit; then scipy's ``least_squares`` with the Jacobian written by hand in numpy,
+``method="trf"`` (LAPACK's SVD per step) and ``method="lm"`` (MINPACK's unblocked QR: hours at
+P = 2000, so only up to ``--lm-max-p``, default 500).
+
 ``compile``: in a fresh process each (empty GRAPHC_CACHE_DIR), the first fit of a 4-, a 7- and a
 10-parameter model, timed after ``import graphc`` and after Numba's one-time start-up (a
 trivial ``@njit`` call, as docs/benchmarks.md times compiles): the first call's total and its
@@ -31,7 +42,8 @@ the Levenberg-Marquardt kernel (graphc/lsq/levmar.py, compiled once per machine 
 loaded from Numba's cache).
 
     python benchmarks/bench_lsq.py [--sizes 1e3,1e5,1e7] [--repeats 5] [--fits 1000]
-                                   [--out benchmarks/results]
+                                   [--large linear:500:1e5,glm:500:1e5,linear:2000:2e4,glm:2000:2e4]
+                                   [--sections big,small,large,compile] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -204,6 +216,81 @@ def bench_small(fits: int, points: int, repeats: int, rng) -> dict:
     return dict(fits=fits, points=points, rows=rows)
 
 
+# ---- large: many parameters (the dense path), fresh processes -------------------------------
+LARGE_CHILD = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+    import scipy.optimize as so
+    import graphc as gc
+    import numba
+    numba.njit(lambda v: v + 1)(1.0)  # Numba's one-time start-up, which every Numba user pays
+    kind, P, n, lm_max_p = sys.argv[1], int(sys.argv[2]), int(float(sys.argv[3])), int(sys.argv[4])
+    rng = np.random.default_rng(P)
+    if kind == "linear":
+        X = rng.standard_normal((n, P))
+        y = X @ rng.standard_normal(P) + 0.1 * rng.standard_normal(n)
+        Xg, Yg, w = gc.data("X", (None, P)), gc.data("y"), gc.param("w", (P,))
+        r = Yg - Xg @ w
+        init = {"w": np.zeros(P)}
+        f = lambda p: y - X @ p
+        jac = lambda p: -X
+    else:
+        X = rng.standard_normal((n, P - 1)) / np.sqrt(P - 1)
+        y = np.exp(X @ rng.standard_normal(P - 1) + 0.3) + 0.05 * rng.standard_normal(n)
+        Xg, Yg = gc.data("X", (None, P - 1)), gc.data("y")
+        w, b = gc.param("w", (P - 1,)), gc.param("b")
+        r = Yg - gc.exp(Xg @ w + b)
+        init = {"w": np.zeros(P - 1), "b": 0.0}
+        f = lambda p: y - np.exp(X @ p[:-1] + p[-1])
+
+        def jac(p):
+            e = np.exp(X @ p[:-1] + p[-1])
+            out = np.empty((n, P))
+            np.multiply(X, -e[:, None], out=out[:, :-1])
+            out[:, -1] = -e
+            return out
+    data = {"X": X, "y": y}
+    rows = {}
+    t0 = time.perf_counter()
+    res = gc.least_squares(r, data, init)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = gc.least_squares(r, data, init)
+    warm = time.perf_counter() - t0
+    rows["graphc cpu"] = dict(first_fit_s=first, warm_s=warm, compiled_fit_s=res.seconds, nfev=res.nfev,
+                              cost=res.cost, status=res.status,
+                              stages={k: v for k, v in res.timings.items() if isinstance(v, float)})
+    ref = res.x
+    for method in ("trf", "lm"):
+        if method == "lm" and P > lm_max_p:
+            rows[f"scipy {method} (numpy jac)"] = f"not run (P > --lm-max-p {lm_max_p})"
+            continue
+        t0 = time.perf_counter()
+        sol = so.least_squares(f, np.zeros(P), jac=jac, method=method)
+        rows[f"scipy {method} (numpy jac)"] = dict(
+            warm_s=time.perf_counter() - t0, nfev=int(sol.nfev), cost=float(sol.cost), status=int(sol.status),
+            rel_diff_vs_graphc=float(np.max(np.abs(sol.x - ref)) / np.max(np.abs(ref))),
+            cost_rel_diff=float(abs(sol.cost - res.cost) / res.cost))
+    print(json.dumps(dict(kind=kind, P=P, n=n, rows=rows)))
+""")
+
+
+def bench_large(cases: str, blas_threads: int, lm_max_p: int) -> list[dict]:
+    out = []
+    for case in cases.split(","):
+        kind, p, n = case.split(":")
+        env = dict(os.environ, GRAPHC_CACHE_DIR=tempfile.mkdtemp(prefix="lsq-bench-"),
+                   OPENBLAS_NUM_THREADS=str(blas_threads), OMP_NUM_THREADS=str(blas_threads),
+                   MKL_NUM_THREADS=str(blas_threads))
+        done = subprocess.run([sys.executable, "-c", LARGE_CHILD, kind, p, n, str(lm_max_p)], env=env,
+                              capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        row["blas_threads"] = blas_threads
+        out.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    return out
+
+
 # ---- compile: fresh processes ---------------------------------------------------------------
 CHILD = textwrap.dedent("""
     import json, sys, time
@@ -274,7 +361,37 @@ def bench_compile(repeats: int) -> dict:
 # ---- report ---------------------------------------------------------------------------------
 def report(results: dict) -> str:
     lines = [f"# bench_lsq: {results['stamp']}", "", f"machine: {results['machine']}", ""]
-    lines += ["## (a) 4-parameter logistic, warm (median seconds per fit; ratio: competitor / graphc cpu)",
+    if "big" in results:
+        lines += _report_big(results)
+    if "small" in results:
+        lines += _report_small(results)
+    if "large" in results:
+        lines += _report_large(results)
+    if "compile" in results:
+        lines += _report_compile(results)
+    return "\n".join(lines) + "\n"
+
+
+def _report_large(results: dict) -> list[str]:
+    lines = ["", "## (d) many parameters (the dense path), fresh process each, BLAS threads "
+             f"{results['large'][0]['blas_threads'] if results['large'] else ''}", "",
+             "| model | P | N | competitor | first fit (compile incl.) | warm fit | nfev | ratio | rel. diff x | "
+             "rel. diff cost |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for case in results["large"]:
+        base = case["rows"]["graphc cpu"]["warm_s"]
+        for name, row in case["rows"].items():
+            head = f"| {case['kind']} | {case['P']} | {case['n']:.0e} | {name} |"
+            if isinstance(row, str):
+                lines.append(f"{head} {row} | | | | | |")
+                continue
+            first = f"{row['first_fit_s']:.2f} s" if "first_fit_s" in row else ""
+            lines.append(f"{head} {first} | {row['warm_s']:.3g} s | {row['nfev']} | {row['warm_s'] / base:.1f}x | "
+                         f"{row.get('rel_diff_vs_graphc', 0.0):.1e} | {row.get('cost_rel_diff', 0.0):.1e} |")
+    return lines
+
+
+def _report_big(results: dict) -> list[str]:
+    lines = ["## (a) 4-parameter logistic, warm (median seconds per fit; ratio: competitor / graphc cpu)",
               "",
               "| N | competitor | median | nfev | ratio | rel. diff |", "|---|---|---|---|---|---|"]
     for big in results["big"]:
@@ -285,6 +402,11 @@ def report(results: dict) -> str:
                 continue
             lines.append(f"| {big['n']:.0e} | {name} | {row['median_s']:.4g} s | {row.get('nfev', '')} | "
                          f"{row['median_s'] / base:.1f}x | {row['rel_diff_vs_graphc']:.1e} |")
+    return lines
+
+
+def _report_small(results: dict) -> list[str]:
+    lines = []
     small = results["small"]
     lines += ["", f"## (b) {small['fits']} fits of {small['points']} points (per fit, warm)", "",
               "| competitor | per fit | ratio | rel. diff |", "|---|---|---|---|"]
@@ -296,7 +418,11 @@ def report(results: dict) -> str:
         extra = f" (compiled fit {row['compiled_fit_us']:.1f} us)" if "compiled_fit_us" in row else ""
         lines.append(f"| {name} | {row['per_fit_us']:.1f} us{extra} | {row['per_fit_us'] / base:.1f}x | "
                      f"{row.get('rel_diff_vs_graphc', 0.0):.1e} |")
-    lines += ["", "## (c) first fit in a fresh process (empty graphc cache), after import graphc and Numba's "
+    return lines
+
+
+def _report_compile(results: dict) -> list[str]:
+    lines = ["", "## (c) first fit in a fresh process (empty graphc cache), after import graphc and Numba's "
               "start-up", "",
               "| model | first fit | SymPy (autodiff+schedule+cse) | codegen | Numba | import graphc "
               "| Numba start-up |",
@@ -306,7 +432,7 @@ def report(results: dict) -> str:
         sym = st.get("autodiff", 0) + st.get("schedule", 0) + st.get("cse", 0)
         lines.append(f"| {name} | {row['first_fit_s']:.2f} s | {sym:.2f} s | {st.get('codegen', 0):.3f} s | "
                      f"{st.get('numba', 0):.2f} s | {row['import_s']:.2f} s | {row['numba_init_s']:.2f} s |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> int:
@@ -317,6 +443,11 @@ def main() -> int:
     ap.add_argument("--fits", type=int, default=1000)
     ap.add_argument("--points", type=int, default=50)
     ap.add_argument("--compile-repeats", type=int, default=3)
+    ap.add_argument("--large", default="linear:500:1e5,glm:500:1e5,linear:2000:2e4,glm:2000:2e4",
+                    help="kind:P:N cases of the dense path (kind: linear or glm)")
+    ap.add_argument("--lm-max-p", type=int, default=500, help="scipy's lm only up to this many parameters")
+    ap.add_argument("--blas-threads", type=int, default=1, help="OPENBLAS_NUM_THREADS of the large cases")
+    ap.add_argument("--sections", default="big,small,large,compile")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
     rng = np.random.default_rng(20)
@@ -325,10 +456,16 @@ def main() -> int:
         platform=platform.platform(), python=platform.python_version(), cpus=os.cpu_count(),
         numpy=np.__version__, scipy=scipy.__version__, numba=__import__("numba").__version__,
         load_avg=os.getloadavg()))
+    sections = args.sections.split(",")
     sizes = [int(float(n)) for n in args.sizes.split(",")]
-    results["big"] = [bench_big(n, args.repeats, args.big_repeats, rng) for n in sizes]
-    results["small"] = bench_small(args.fits, args.points, args.repeats, rng)
-    results["compile"] = bench_compile(args.compile_repeats)
+    if "big" in sections:
+        results["big"] = [bench_big(n, args.repeats, args.big_repeats, rng) for n in sizes]
+    if "small" in sections:
+        results["small"] = bench_small(args.fits, args.points, args.repeats, rng)
+    if "large" in sections:
+        results["large"] = bench_large(args.large, args.blas_threads, args.lm_max_p)
+    if "compile" in sections:
+        results["compile"] = bench_compile(args.compile_repeats)
     results["machine"]["load_avg_after"] = os.getloadavg()
     text = report(results)
     print(text)
@@ -336,10 +473,13 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"lsq-{stamp}.json").write_text(json.dumps(results, indent=1))
     (out / f"lsq-{stamp}.md").write_text(text)
-    bad = [(b["n"], k) for b in results["big"] for k, r in b["rows"].items()
+    bad = [(b["n"], k) for b in results.get("big", []) for k, r in b["rows"].items()
            if isinstance(r, dict) and r["rel_diff_vs_graphc"] > 1e-6]
-    bad += [k for k, r in results["small"]["rows"].items()
+    bad += [k for k, r in results.get("small", {"rows": {}})["rows"].items()
             if isinstance(r, dict) and r.get("rel_diff_vs_graphc", 0) > 1e-6]
+    # the large cases stop at scipy's default tolerances (1e-8) on normal equations vs QR/SVD
+    bad += [(c["kind"], c["P"], k) for c in results.get("large", []) for k, r in c["rows"].items()
+            if isinstance(r, dict) and r.get("cost_rel_diff", 0) > 1e-6]
     if bad:
         print("solutions differ from graphc's:", bad, file=sys.stderr)
         return 1

@@ -282,3 +282,29 @@ def test_loss_errors():
         nn.one_hot(np.array([0, 3]), 3)
     with pytest.raises(gc.GraphcError, match="not callable"):
         nn.Sequential(nn.Linear(2, 2), 3)
+
+
+def test_ten_classes_print_a_linear_max_and_match_numpy():
+    """Softmax cross-entropy subtracts the row max: a max of ten values printed as nested
+    selects repeated each inner one (4**9 copies of the innermost, a 6.6 MB line); nested
+    _maximum calls print each value once. Loss and gradient against numpy and differences."""
+    k, rng = 10, np.random.default_rng(3)
+    X, T = gc.data("X", shape=(None, 2)), gc.data("T", shape=(None, k))
+    model = nn.Linear(2, k, name="lin")
+    f = gc.compile(nn.cross_entropy(model(X), T))
+    longest = max(len(line) for line in f.source.splitlines())
+    assert longest < 300, longest
+    assert "_maximum(" in f.source
+    xs, labels = rng.normal(size=(50, 2)), rng.integers(0, k, 50)
+    onehot = np.eye(k)[labels]
+    w, b = rng.normal(size=(k, 2)), rng.normal(size=k)
+    r = f(X=xs, T=onehot, **{"lin.weight": w, "lin.bias": b})
+    logits = xs @ w.T + b
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    assert np.isclose(r.loss, -np.mean(logp[np.arange(50), labels]), rtol=1e-13)
+    dlogits = (np.exp(logp) - onehot) / 50  # d(mean CE)/d(logits), the closed form
+    np.testing.assert_allclose(r.grads["lin.weight"], dlogits.T @ xs, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(r.grads["lin.bias"], dlogits.sum(axis=0), rtol=1e-11, atol=1e-14)
+    directional_check(lambda bnd: f(**bnd), {"X": xs, "T": onehot, "lin.weight": w, "lin.bias": b},
+                      ["lin.weight", "lin.bias"])

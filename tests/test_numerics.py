@@ -10,9 +10,11 @@ numpy (torch's conventions, verified against torch 2.x autograd), never graphc's
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import pickle
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -22,6 +24,7 @@ import sympy as sp
 import graphc as gc
 from graphc.ir import fold, ops
 from graphc.codegen.printer import printer
+from graphc.codegen import mathlib
 
 N = 3
 X1 = np.array([0.5, -1.0, 2.0])
@@ -239,12 +242,21 @@ def test_division_is_printed_as_division():
 
 
 def test_max_and_min_print_as_nan_propagating_selects():
-    ns = {"math": math}
+    """Max and Min print as graphc's _maximum / _minimum (selects; a NaN anywhere gives NaN),
+    nested for more arguments: each argument printed once."""
+    helpers = importlib.import_module(mathlib.MODULES[False])  # the compiled helpers, callable from Python
+    ns = {"math": math, "_maximum": helpers._maximum, "_minimum": helpers._minimum}
+    z = sp.Symbol("z", real=True)
     for fn, ref in [(sp.Max, np.maximum), (sp.Min, np.minimum)]:
         code = printer().doprint(fn(x, y))
         for a, b in [(1.0, np.nan), (np.nan, 1.0), (2.0, 1.0), (1.0, 2.0), (np.inf, np.inf)]:
             got = eval(code, ns, {"x": a, "y": b})  # noqa: S307 - printed by graphc, inputs are floats
             assert np.array_equal(got, ref(a, b), equal_nan=True), (code, a, b)
+        code = printer().doprint(fn(x, y, z))
+        assert all(len(re.findall(rf"\b{s}\b", code)) == 1 for s in (x, y, z)), code
+        for a, b, c in [(1.0, 2.0, 3.0), (3.0, np.nan, 1.0), (np.nan, 1.0, 2.0), (1.0, 2.0, np.nan), (-np.inf, 0.0, 2.0)]:
+            got = eval(code, ns, {"x": a, "y": b, "z": c})  # noqa: S307
+            assert np.array_equal(got, ref.reduce([a, b, c]), equal_nan=True), (code, a, b, c)
 
 
 def test_literals_print_pickle_and_plain():

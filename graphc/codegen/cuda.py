@@ -14,6 +14,7 @@ from __future__ import annotations
 from ..errors import UnsupportedError
 from ..ir.graph import spell
 from ..planning.schedule import N_SYMBOL
+from . import mathlib
 from .cpu import CpuEmitter
 
 SHARED_BYTES = 48 * 1024  # static shared memory per block that every CUDA GPU provides
@@ -128,15 +129,22 @@ class CudaEmitter(CpuEmitter):
     # ---- the module ----
     def module(self) -> str:
         g, plan = self.g, self.plan
-        parts = [self.preamble(), HELPERS.format(**g).strip()]
-        parts += [self.loop_function(k, loop) for k, loop in enumerate(plan.lowered.loops)]
+        parts = [self.loop_function(k, loop) for k, loop in enumerate(plan.lowered.loops)]
         parts.append(self.finish())
         parts += [self.pass_kernel(k) for k in range(len(plan.lowered.loops) - 1)]
         parts.append(self.evaluate())
         if self.optimizer is not None:
             parts += [self.update(), AFTER_STEP.format(**g).strip(), self.train_step(), self.train()]
-        parts.append(f"KERNELS = {dict(sorted(g.items()))!r}  # role -> name in this module (names avoid the user's)")
-        return self.assemble(parts, "\n\n\n")
+        return self.assemble(self.head() + parts + [self.kernels()], "\n\n\n")
+
+    def head(self) -> list[str]:
+        """The imports and options, the reduction helpers, then the math helpers the functions
+        printed so far call (mathlib's PORTABLE ones, as device functions)."""
+        helpers = mathlib.device_source(self.printer.used, self.jit)
+        return [self.preamble(), HELPERS.format(**self.g).strip(), *([helpers] if helpers else [])]
+
+    def kernels(self) -> str:
+        return f"KERNELS = {dict(sorted(self.g.items()))!r}  # role -> name in this module (names avoid the user's)"
 
     def header(self, digest: str) -> str:
         passes = len(self.plan.lowered.loops)

@@ -16,7 +16,7 @@ from ..planning.plan import Plan
 from . import mathlib
 from .blocked import SAMPLE_INDEX, BlockedMixin, Writer, _axes, _loop_names
 from .cpu import CpuEmitter
-from .cuda import HELPERS, CudaEmitter
+from .cuda import CudaEmitter
 from .loops import Assign, Code, Element, Loop
 from .parallel import ParallelEmitter
 
@@ -165,13 +165,11 @@ class CudaForwardEmitter(CudaEmitter):
     store_lines, fixed_lines = ForwardEmitter.store_lines, ForwardEmitter.fixed_lines
 
     def module(self) -> str:
-        g, plan = self.g, self.plan
-        parts = [self.preamble(), HELPERS.format(**g).strip()]
-        parts += [self.loop_function(k, loop) for k, loop in enumerate(plan.lowered.loops)]
+        plan = self.plan
+        parts = [self.loop_function(k, loop) for k, loop in enumerate(plan.lowered.loops)]
         parts += [self.pass_kernel(k) for k in range(len(plan.lowered.loops))]
         parts.append(self.forward())
-        parts.append(f"KERNELS = {dict(sorted(g.items()))!r}  # role -> name in this module (names avoid the user's)")
-        return self.assemble(parts, "\n\n\n")
+        return self.assemble(self.head() + parts + [self.kernels()], "\n\n\n")
 
     def forward(self) -> str:
         plan, store = self.plan, self.plan.lowered.stores

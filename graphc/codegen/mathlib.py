@@ -449,6 +449,22 @@ def _log1p(x, c):
     return r if v < inf else v
 '''
 
+_MAXIMUM = '''
+{jit}
+def _maximum(a, b):
+    """np.maximum(a, b) for two numbers: NaN if either is NaN (Python's max drops a NaN,
+    depending on the order), b where they compare equal. Selects, which LLVM vectorizes; a
+    max of more values nests calls, _maximum(a, _maximum(b, c)), so code grows linearly."""
+    return a if a > b else (b if a <= b else a + b)
+'''
+
+_MINIMUM = '''
+{jit}
+def _minimum(a, b):
+    """np.minimum(a, b) for two numbers: NaN if either is NaN, b where they compare equal (see _maximum)."""
+    return a if a < b else (b if a >= b else a + b)
+'''
+
 # name -> (source, helpers it calls)
 HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "_exp_reduce": (_EXP_REDUCE, ()),
@@ -457,6 +473,8 @@ HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "_log_core": (_LOG_CORE, ()),
     "_log": (_LOG, ("_log_core",)),
     "_log1p": (_LOG1P, ("_log_core",)),
+    "_maximum": (_MAXIMUM, ()),
+    "_minimum": (_MINIMUM, ()),
 }
 
 # float32 modules (dtype="float32") take these instead
@@ -464,6 +482,10 @@ FLOAT32: dict[str, tuple[str, tuple[str, ...]]] = {
     "_exp": (_EXP_FLOAT32, ()), "_tanh": (_TANH_FLOAT32, ()), "_log_core": (_LOG_CORE_FLOAT32, ()),
     "_log": (_LOG_FLOAT32, ("_log_core",)), "_log1p": (_LOG1P_FLOAT32, ("_log_core",)),
 }
+
+# helpers every target's printer calls (no constants, no bit tricks): the CUDA target defines
+# them as device functions (``device_source``)
+PORTABLE = ("_maximum", "_minimum")
 
 # SymPy function -> the helper the vector-math printer calls instead of math.<name>
 SYMPY: dict[type, str] = {sp.exp: "_exp", sp.tanh: "_tanh", sp.log: "_log", log1p: "_log1p"}
@@ -614,6 +636,13 @@ def source(names: Iterable[str], float32: bool = False) -> str:
     if not body:
         return ""
     return body + "\n\n" + _imports(names | {CONSTANTS[n][0] for n in names if n in CONSTANTS}, float32)
+
+
+def device_source(names: Iterable[str], jit: str) -> str:
+    """The text of the PORTABLE helpers among ``names`` under the decorator ``jit`` (the CUDA
+    target's ``@cuda.jit(device=True)``); "" for none."""
+    names = set(names)
+    return "\n\n".join(HELPERS[n][0].format(jit=jit, comment="").strip() for n in PORTABLE if n in names)
 
 
 def newton_source() -> str:

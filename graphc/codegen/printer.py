@@ -44,9 +44,7 @@ class GraphcPrinter(PythonCodePrinter):
         helper = mathlib.SYMPY.get(type(expr)) if self.vector_math else None
         if helper is None or expr.args[0].is_number:  # a constant: libm, once
             return getattr(super(), f"_print_{type(expr).__name__}")(expr)
-        self.used.add(helper)
-        for scope in self._scopes:
-            scope.add(helper)
+        self._use(helper)
         return mathlib.call(helper, self._print(expr.args[0]))
 
     _print_exp = _print_tanh = _print_log = _print_log1p = _print_vector_math
@@ -79,17 +77,26 @@ class GraphcPrinter(PythonCodePrinter):
         return "-0.0" if v == 0 else "math.nan" if v != v else "math.inf" if v > 0 else "-math.inf"
 
     def _print_Max(self, expr: sp.Max) -> str:
-        return self._select_extreme(expr.args, ">", "<=")
+        return self._extreme("_maximum", expr.args)
 
     def _print_Min(self, expr: sp.Min) -> str:
-        return self._select_extreme(expr.args, "<", ">=")
+        return self._extreme("_minimum", expr.args)
 
-    def _select_extreme(self, args: tuple, wins: str, loses: str) -> str:
-        """np.maximum / np.minimum as selects: NaN if either argument is NaN (Python's max
-        drops it, depending on the order), and LLVM vectorizes selects."""
+    def _extreme(self, helper: str, args: tuple) -> str:
+        """np.maximum / np.minimum as graphc's helper (mathlib's _maximum, _minimum: selects,
+        NaN if either argument is NaN); more arguments nest, _maximum(a, _maximum(b, c)),
+        so the text grows linearly with their number (a select written out repeats each
+        argument: three classes' max was 4 copies of the inner one, ten classes' 4**9)."""
+        self._use(helper)
         a, rest = self._print(args[0]), args[1:]
-        b = self._select_extreme(rest, wins, loses) if len(rest) > 1 else self._print(rest[0])
-        return f"({a} if {a} {wins} {b} else ({b} if {a} {loses} {b} else {a} + {b}))"
+        b = self._extreme(helper, rest) if len(rest) > 1 else self._print(rest[0])
+        return f"{helper}({a}, {b})"
+
+    def _use(self, helper: str) -> None:
+        """Note that the function being printed calls ``helper`` (the module gets its text)."""
+        self.used.add(helper)
+        for scope in self._scopes:
+            scope.add(helper)
 
     def _print_Rational(self, expr: sp.Rational) -> str:
         return f"({expr.p}/{expr.q})"

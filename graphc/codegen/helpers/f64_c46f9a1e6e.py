@@ -176,6 +176,18 @@ def _log1p(x, c):
     r = nan if v < -one else r  # log1p(x < -1) = nan, -inf included
     return T(r if v < inf else v)  # inf and nan: themselves
 
+@numba.njit(forceinline=True, **MATH_OPTS)
+def _maximum(a, b):
+    """np.maximum(a, b) for two numbers: NaN if either is NaN (Python's max drops a NaN,
+    depending on the order), b where they compare equal. Selects, which LLVM vectorizes; a
+    max of more values nests calls, _maximum(a, _maximum(b, c)), so code grows linearly."""
+    return a if a > b else (b if a <= b else a + b)
+
+@numba.njit(forceinline=True, **MATH_OPTS)
+def _minimum(a, b):
+    """np.minimum(a, b) for two numbers: NaN if either is NaN, b where they compare equal (see _maximum)."""
+    return a if a < b else (b if a >= b else a + b)
+
 # _tanh's constants, which its callers pass as tanh_c, a copy made once per function: a run-
 # time value, not a literal LLVM reloads from memory in every iteration (graphc.codegen.mathlib)
 TANH_C = np.array([

@@ -15,9 +15,26 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m graphc demo
 
+# The tests not marked cuda run on pytest-xdist workers, one a core (-n auto: one on a one-core
+# CI); loadfile keeps a file on one worker, so its compiled fixtures are built once, and
+# tests/conftest.py hands the most expensive files out first. `make test XDIST=` runs them in
+# one process. The CUDA simulator's tests (their own process: see test-cuda) run at the same
+# time; their output is kept and printed after the others'. Fails if either process fails.
+XDIST ?= -n auto --dist loadfile --no-loadscope-reorder
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not cuda"
-	$(MAKE) --no-print-directory test-cuda
+	@log=$$(mktemp); trap 'kill $$cuda 2>/dev/null; rm -f $$log' INT TERM; \
+	echo "NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -m cuda  (in the background; its output comes last)"; \
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -m cuda >$$log 2>&1 & cuda=$$!; \
+	echo '$(BIN)/python -m pytest -q -m "not cuda" $(XDIST)'; \
+	$(BIN)/python -m pytest -q -m "not cuda" $(XDIST); rest=$$?; \
+	wait $$cuda; sim=$$?; \
+	echo; echo "---- NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -m cuda (exit $$sim) ----"; \
+	cat $$log; rm -f $$log; \
+	if [ $$rest -ne 0 ] || [ $$sim -ne 0 ]; then \
+		echo "make test: FAILED (tests not marked cuda: exit $$rest; cuda tests in the simulator: exit $$sim)" >&2; \
+		exit 1; \
+	fi
 
 # CUDA kernels in Numba's simulator: its own process, the variable set before numba loads
 test-cuda: $(STAMP)

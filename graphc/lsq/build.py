@@ -284,7 +284,9 @@ def dense_plan(sums: DenseSums, params: list[Node], taken: set[str], timings: Ti
     for a layer: each block adds J_b^T W J_b (P x P) into the sum, and wider blocks make fewer
     of those additions."""
     n = len(sums.labels)
-    jtj = ops.param(fresh_name("jtj", taken, (n, n), "param"), (n, n))
+    # its name checked as a scalar's: the blocked printer spells a parameter, and grad_<it>,
+    # never its elements (the element names of a (2000, 2000) parameter are 8 million strings)
+    jtj = ops.param(fresh_name("jtj", taken, (), "param"), (n, n))
     grads: dict[Node, Node | None] = {}
     off = 0
     for p in params:

@@ -71,6 +71,32 @@ def test_fourier_covariance_is_the_textbook_formula(fourier):
     assert res.dof == m - p
 
 
+def test_fourier_generated_code_does_not_grow_with_p(fourier):
+    """301 parameters: J^T J is one np.dot per block and loops, not 45,451 unrolled sums."""
+    source = fourier["res"].source
+    assert source.count("np.dot(") >= 2 and len(source.splitlines()) < 300
+    assert "J^T J[" not in source
+
+
+def test_blocked_cholesky_against_numpy():
+    """levmar's factorization by panels (used from levmar.BLOCKED_FROM parameters on): numpy's
+    Cholesky factor, with a shift; False for a matrix that is not positive definite."""
+    from graphc.lsq import levmar
+
+    rng = np.random.default_rng(9)
+    n = levmar.BLOCKED_FROM + 37  # panels of 64 and a ragged last one
+    j = rng.standard_normal((n + 20, n))
+    a = j.T @ j
+    lower = np.full((n, n), np.nan)
+    assert levmar.factor(a, 0.5, lower)
+    assert rel(lower, np.linalg.cholesky(a + 0.5 * np.eye(n))) < 1e-12
+    assert np.all(np.triu(lower, 1) == 0)
+    a[n // 2, n // 2] = -1.0
+    assert not levmar.factor(a, 0.0, lower)
+    a[n // 2, n // 2] = np.nan
+    assert not levmar.factor(a, 0.0, lower)
+
+
 def test_fourier_float32(fourier):
     """float32 data and block arrays (the sums are float64): the float64 solution to 1e-4."""
     data = {"x": fourier["x"].astype(np.float32), "y": fourier["y"].astype(np.float32)}

@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m graphc demo
 
-# The tests not marked cuda run on pytest-xdist workers, one a core (-n auto: one on a one-core
-# CI); loadfile keeps a file on one worker, so its compiled fixtures are built once, and
+# The tests not marked cuda run on pytest-xdist workers, one for each core this process may use
+# (nproc honours taskset and affinity, which -n auto does not; one worker on a one-core CI);
+# loadfile keeps a file on one worker, so its compiled fixtures are built once, and
 # tests/conftest.py hands the most expensive files out first. `make test XDIST=` runs them in
 # one process. The CUDA simulator's tests (their own process: see test-cuda) run at the same
 # time; their output is kept and printed after the others'. Fails if either process fails.
-XDIST ?= -n auto --dist loadfile --no-loadscope-reorder
+WORKERS ?= $(shell nproc 2>/dev/null || echo auto)
+XDIST ?= -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	@log=$$(mktemp); trap 'kill $$cuda 2>/dev/null; rm -f $$log' INT TERM; \

@@ -31,7 +31,7 @@ def pytest_unconfigure(config):
         shutil.rmtree(_CACHE, ignore_errors=True)
 
 
-# ---- pytest-xdist (make test runs -n auto --dist loadfile --no-loadscope-reorder) ----------
+# ---- pytest-xdist (make test: -n <cores> --dist loadfile --no-loadscope-reorder) -------------
 # loadfile keeps each file on one worker, so its module- and session-scoped compiled fixtures
 # are built once. (loadgroup would allow finer units, but pytest-xdist 3.8 tags a test's group
 # onto item._nodeid, which pytest 9 no longer reads: every test became a unit of its own.)

@@ -120,24 +120,43 @@ class Sums:
     f_scale: Node | None
 
 
-def normal_equations(residuals: Node, params: list[Node], loss: str, weighted: bool, taken: set[str]) -> Sums:
+@dataclass
+class FitTerms:
+    """The residuals as a fit sees them: ``f`` (divided by ``sigma`` when weighted), the
+    ``cost`` 0.5 * sum(rho(f**2)), and what the normal equations weight: ``fw`` (rho' f) in
+    J^T f, the per-sample ``weight`` (None for the linear loss) in J^T W J; the nodes the fit
+    adds, ``sigma`` (data) and ``f_scale`` (a parameter held fixed)."""
+
+    f: Node
+    cost: Node
+    fw: Node
+    weight: Node | None
+    sigma: Node | None
+    f_scale: Node | None
+
+
+def fit_terms(residuals: Node, loss: str, weighted: bool, taken: set[str]) -> FitTerms:
+    """scipy's robust losses and curve_fit's sigma on ``residuals`` (one place for both paths)."""
     sigma = f_scale = None
     f = residuals
     if weighted:  # curve_fit's sigma: residuals divided by it
         sigma = data_like(fresh_name("sigma", taken, residuals.shape, "data"), residuals)
         f = f / sigma
-    columns = tangents.jacobian(f, params)
+    if loss == "linear":
+        return FitTerms(f, 0.5 * ops.sum(f * f), f, None, sigma, None)
+    f_scale = ops.param(fresh_name("f_scale", taken, (), "param"))
+    z = (f / f_scale) ** 2
+    rho, rho1, rho2 = RHO[loss](z)
+    return FitTerms(f, 0.5 * ops.sum(f_scale * f_scale * rho), rho1 * f, ops.maximum(rho1 + 2 * z * rho2, EPS),
+                    sigma, f_scale)
+
+
+def normal_equations(residuals: Node, params: list[Node], loss: str, weighted: bool, taken: set[str]) -> Sums:
+    w = fit_terms(residuals, loss, weighted, taken)
+    fw, weight = w.fw, w.weight
+    columns = tangents.jacobian(w.f, params)
     labels = [label for label, _ in columns]
     jac = [j for _, j in columns]
-    if loss == "linear":
-        cost, fw, weight = 0.5 * ops.sum(f * f), f, None
-    else:
-        f_scale = ops.param(fresh_name("f_scale", taken, (), "param"))
-        z = (f / f_scale) ** 2
-        rho, rho1, rho2 = RHO[loss](z)
-        cost = 0.5 * ops.sum(f_scale * f_scale * rho)
-        fw = rho1 * f
-        weight = ops.maximum(rho1 + 2 * z * rho2, EPS)
     zero = ops.constant(0.0)
     g = [ops.sum(fw * j) if j is not None else zero for j in jac]
     a = []
@@ -148,7 +167,7 @@ def normal_equations(residuals: Node, params: list[Node], loss: str, weighted: b
             else:
                 a.append(ops.sum((weight * ji if weight is not None else ji) * jj))
     zero_labels = [label for label, j in columns if j is None]
-    return Sums(cost, g, a, labels, zero_labels, sigma, f_scale)
+    return Sums(w.cost, g, a, labels, zero_labels, w.sigma, w.f_scale)
 
 
 def plan_for(sums: Sums, params: list[Node], taken: set[str], timings: Timings) -> Plan:
@@ -221,23 +240,11 @@ def dense_normal_equations(residuals: Node, params: list[Node], loss: str, weigh
     (N, size) and joined in theta's order); ``g = einsum("n,nk->k", w f, J)`` and ``a =
     einsum("nk,nl->kl", W J, J)`` are sums over the samples, which the blocked schedule adds
     up block by block with np.dot."""
-    sigma = f_scale = None
-    f = residuals
-    if weighted:
-        sigma = data_like(fresh_name("sigma", taken, residuals.shape, "data"), residuals)
-        f = f / sigma
-    if loss == "linear":
-        cost, fw, weight = 0.5 * ops.sum(f * f), f, None
-    else:
-        f_scale = ops.param(fresh_name("f_scale", taken, (), "param"))
-        z = (f / f_scale) ** 2
-        rho, rho1, rho2 = RHO[loss](z)
-        cost = 0.5 * ops.sum(f_scale * f_scale * rho)
-        fw = rho1 * f
-        weight = ops.maximum(rho1 + 2 * z * rho2, EPS)
+    w = fit_terms(residuals, loss, weighted, taken)
+    fw, weight = w.fw, w.weight
     used: set[int] = set()
     g = a = None
-    for key, column in residual_columns(f):
+    for key, column in residual_columns(w.f):
         rows = tangents.per_sample_jacobian(column, params)
         used |= {id(p) for p in params if rows[p] is not None}
         jac = join_rows(params, rows)
@@ -248,7 +255,7 @@ def dense_normal_equations(residuals: Node, params: list[Node], loss: str, weigh
         a_k = ops.einsum("nk,nl->kl", weighted_jac, jac)
         g, a = (g_k, a_k) if g is None else (g + g_k, a + a_k)
     zero = [label for p in params if id(p) not in used for label in labels_of([p])]
-    return DenseSums(cost, g, a, labels_of(params), zero, sigma, f_scale)
+    return DenseSums(w.cost, g, a, labels_of(params), zero, w.sigma, w.f_scale)
 
 
 def join_rows(params: list[Node], rows: dict[Node, Node | None]) -> Node:

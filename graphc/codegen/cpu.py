@@ -264,21 +264,18 @@ class CpuEmitter:
         return lines, used
 
     def evaluate(self) -> str:
-        plan = self.plan
-        lines = [
+        unused = " (the sums stay locals: acc is unused)" if self.inlined else ""
+        head = [
             self.evaluate_jit,
             f"def evaluate({self.args + ', ' if self.args else ''}theta, grad, acc):",
-            f'    """Loss at theta; writes {self.grad_doc} into grad."""',
-            self.n_line("    ") if plan.sample_data else "    n = 0",
+            f'    """Loss at theta; writes {self.grad_doc} into grad{unused}."""',
         ]
+        n_line = self.n_line("    ") if self.plan.sample_data else "    n = 0"
         if self.inlined:  # the lines of sums_k and finish, as train holds them (see `inlined`)
-            head = [*lines[:2], f'    """Loss at theta; writes {self.grad_doc} into grad (the sums stay locals: acc is unused)."""']
             body, calls = self.evaluate_code
-            return self.function(head, lambda: [lines[3], *(f"    {line}" for line in body), "    return loss"], calls)
-        for k in range(len(self.sizes)):
-            lines += self.run_loop(k)
-        lines.append(f"    return {self.finish_call}")
-        return "\n".join(lines)
+            return self.function(head, lambda: [n_line, *(f"    {line}" for line in body), "    return loss"], calls)
+        calls = [line for k in range(len(self.sizes)) for line in self.run_loop(k)]
+        return "\n".join([*head, n_line, *calls, f"    return {self.finish_call}"])
 
     @property
     def grad_doc(self) -> str:

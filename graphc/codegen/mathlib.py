@@ -642,7 +642,7 @@ def device_source(names: Iterable[str], jit: str) -> str:
     """The text of the PORTABLE helpers among ``names`` under the decorator ``jit`` (the CUDA
     target's ``@cuda.jit(device=True)``); "" for none."""
     names = set(names)
-    return "\n\n".join(HELPERS[n][0].format(jit=jit, comment="").strip() for n in PORTABLE if n in names)
+    return "\n\n".join(_text(HELPERS[n][0], n, jit) for n in PORTABLE if n in names)
 
 
 def newton_source() -> str:
@@ -715,9 +715,9 @@ def drop_compiled() -> int:
     return gone
 
 
-def _text(template: str, name: str) -> str:
+def _text(template: str, name: str, jit: str = JIT) -> str:
     comment = COMMENT.format(helper=name, local=CONSTANTS[name][1]) if name in CONSTANTS else ""
-    return template.format(jit=JIT, comment=comment).strip()
+    return template.format(jit=jit, comment=comment).strip()
 
 
 MODULES = {False: _module_name(False), True: _module_name(True)}  # the compiled homes (above)

@@ -215,8 +215,7 @@ class DenseSums:
 
 def labels_of(params: list[Node]) -> list[str]:
     """The scalar parameters' labels in theta's order: "b1", "W[0, 1]", ..."""
-    return [p.name + (f"[{', '.join(map(str, idx))}]" if idx else "")
-            for p in params for idx in np.ndindex(*p.shape)]
+    return [tangents.label(p, idx) for p in params for idx in np.ndindex(*p.shape)]
 
 
 def residual_columns(f: Node) -> list[tuple[tuple, Node]]:

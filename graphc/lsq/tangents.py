@@ -55,12 +55,12 @@ def jacobian(residuals: Node, params: Sequence[Node]) -> list[tuple[str, Tangent
     """``(label, d(residuals)/d(element))`` for every scalar element of every parameter, in
     theta's row-major order; each derivative has the residuals' shape (None: identically 0)."""
     order = toposort([residuals])
-    columns = []
-    for p in params:
-        for idx in np.ndindex(*p.shape):
-            label = p.name + (f"[{', '.join(map(str, idx))}]" if idx else "")
-            columns.append((label, tangent(order, p, _seed(p, idx))))
-    return columns
+    return [(label(p, idx), tangent(order, p, _seed(p, idx))) for p in params for idx in np.ndindex(*p.shape)]
+
+
+def label(p: Node, idx: tuple) -> str:
+    """A scalar parameter's label: "b1", or an element of a tensor one, "W[0, 1]"."""
+    return p.name + (f"[{', '.join(map(str, idx))}]" if idx else "")
 
 
 def _seed(p: Node, idx: tuple) -> Node:

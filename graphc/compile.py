@@ -178,6 +178,7 @@ class Compiled:
         timings["cache"] = "hit" if cached else "miss"
         self.binder = Binder(plan, dtype)  # argument checks and conversions, precomputed
         self._device, self._threaded = spec.device, spec.threaded
+        self._blas = plan.schedule == "blocked"  # its np.dot runs on one BLAS thread (threads.guard)
         self._warm: set[Any] = set()  # the cuda runtime's compiled signatures
 
     def copy(self) -> "Compiled":
@@ -271,8 +272,9 @@ class Compiled:
     def run(self, fn: Any, *args: Any) -> Any:
         """Call a generated function; a call in which Numba compiles (or loads) a signature is
         timed as 'numba', and the first one runs with the garbage collector paused."""
-        if self._threaded:
-            with threads.guard(self.target):  # serializes parallel calls on Numba's workqueue layer
+        if self._threaded or self._blas:
+            # serializes parallel calls on Numba's workqueue layer; one thread for BLAS
+            with threads.guard(self.target, self._blas):
                 return self._run(fn, args)
         return self._run(fn, args)
 

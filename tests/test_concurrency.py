@@ -192,3 +192,107 @@ def test_two_processes_compile_at_once_leave_a_valid_cache(tmp_path):
     here = gc.compile(gc.sum((a + b * gc.tanh(x) - y) ** 2))(x=xs, y=xs**3, a=0.2, b=0.7)
     assert {tuple(r[3:]) for r in results} == {bits(here)}, results
     assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.rglob("*.tmp*"))
+
+
+# ---- BLAS threads: a blocked plan's np.dot runs on one thread, on every target -------------------
+class _Spy:
+    """A generated function that records SciPy's BLAS thread count when it is called."""
+
+    def __init__(self, fn):
+        self.fn, self.overloads, self.seen = fn, fn.overloads, []
+
+    def __call__(self, *args):
+        self.seen.append(threads.blas_threads())
+        return self.fn(*args)
+
+
+@pytest.fixture
+def blas_at_three():
+    """SciPy's OpenBLAS set to 3 threads for the test (as a user's setting), then put back."""
+    if threads.blas_threads() is None:
+        pytest.skip("SciPy's BLAS here is not OpenBLAS: graphc leaves its threads alone")
+    get, set_ = threads._blas()
+    before = get()
+    set_(3)
+    yield 3
+    set_(before)
+
+
+def _wide():
+    X, y = gc.data("X", (None, 4)), gc.data("y")
+    W, v = gc.param("W", (4, 24)), gc.param("v", (24,))
+    loss = gc.sum((gc.tanh(X @ W) @ v - y) ** 2)
+    rng = np.random.default_rng(9)
+    values = {"X": rng.standard_normal((3000, 4)), "y": rng.standard_normal(3000),
+              "W": rng.standard_normal((4, 24)) * 0.3, "v": rng.standard_normal(24) * 0.3}
+    return loss, values
+
+
+def _numpy_wide(values):
+    h = np.tanh(values["X"] @ values["W"])
+    r = h @ values["v"] - values["y"]
+    return float(r @ r)
+
+
+@pytest.mark.parametrize("target", ["cpu", "parallel"])
+def test_a_blocked_plan_calls_blas_on_one_thread_and_puts_the_count_back(target, blas_at_three, monkeypatch):
+    loss, values = _wide()
+    f = gc.compile(loss, target=target, schedule="blocked")
+    spy = _Spy(f.module.evaluate)
+    monkeypatch.setattr(f.module, "evaluate", spy)
+    result = f(**values)
+    assert spy.seen == [1]
+    assert threads.blas_threads() == blas_at_three
+    assert result.loss == pytest.approx(_numpy_wide(values), rel=1e-12)
+
+
+def test_a_fused_plan_leaves_blas_alone(blas_at_three, monkeypatch):
+    loss, values = _wide()
+    f = gc.compile(loss, schedule="fused")
+    spy = _Spy(f.module.evaluate)
+    monkeypatch.setattr(f.module, "evaluate", spy)
+    f(**values)
+    assert spy.seen == [blas_at_three]
+
+
+def test_concurrent_blocked_calls_put_the_blas_count_back_once(blas_at_three):
+    loss, values = _wide()
+    f = gc.compile(loss, target="cpu", schedule="blocked")
+    expected = _numpy_wide(values)
+    losses = [loss for _, loss in hammer(lambda k: f(**values).loss, n_threads=4, calls=10)]
+    assert threads.blas_threads() == blas_at_three
+    assert losses == pytest.approx([expected] * len(losses), rel=1e-12)
+
+
+def test_least_squares_dense_path_pins_blas_and_puts_it_back(blas_at_three):
+    X, y, w = gc.data("X", (None, 30)), gc.data("y"), gc.param("w", (30,))
+    rng = np.random.default_rng(3)
+    Xv = rng.standard_normal((2000, 30))
+    yv = Xv @ rng.standard_normal(30)
+    seen = []
+    enter = threads._BlasPin.enter
+
+    def spy(self):
+        enter(self)
+        seen.append(threads.blas_threads())
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(threads._BlasPin, "enter", spy)
+        res = gc.least_squares(y - X @ w, {"X": Xv, "y": yv}, {"w": np.zeros(30)}, path="dense")
+    assert seen and set(seen) == {1}
+    assert threads.blas_threads() == blas_at_three
+    np.testing.assert_allclose(res.params["w"], np.linalg.lstsq(Xv, yv, rcond=None)[0], rtol=1e-8, atol=1e-10)
+
+
+def test_a_blocked_forward_function_pins_blas_too(blas_at_three, monkeypatch):
+    X, W = gc.data("X", (None, 4)), gc.param("W", (4, 24))
+    out = gc.tanh(X @ W)
+    f = gc.compile(out)
+    if f.plan.schedule != "blocked":
+        pytest.skip("this forward function is fused here")
+    spy = _Spy(f.module.forward)
+    monkeypatch.setattr(f.module, "forward", spy)
+    rng = np.random.default_rng(2)
+    Xv, Wv = rng.standard_normal((500, 4)), rng.standard_normal((4, 24))
+    np.testing.assert_allclose(f(X=Xv, W=Wv).value, np.tanh(Xv @ Wv), rtol=1e-13, atol=1e-15)
+    assert spy.seen == [1] and threads.blas_threads() == blas_at_three

@@ -74,6 +74,32 @@ def test_batches_match_numpy_reference(problem):
         assert np.allclose(res.params[k], params[k], rtol=1e-12, atol=1e-14)
 
 
+def test_shuffled_batches_follow_the_documented_permutation(problem):
+    """Epoch e's order is Numba's np.random.permutation(N) right after
+    np.random.seed((seed * 1000003 + e) % 2**32) (docs/nn.md), replayed with a permutation
+    drawn by a Numba function of this test's own and compile() per step."""
+    import numba
+
+    @numba.njit
+    def permutation(n, seed):
+        np.random.seed(seed)
+        return np.random.permutation(n)
+
+    loss, data, init = problem
+    B, seed, steps = 64, 11, 9  # nb = 4: steps cross into a third epoch
+    res = run(problem, batch_size=B, shuffle=True, seed=seed, steps=steps)
+    f = gc.compile(loss)
+    params = {k: np.array(v) for k, v in init.items()}
+    for t in range(steps):
+        order = permutation(N, (seed * 1000003 + t // 4) % 4294967296)
+        take = order[(t % 4) * B:(t % 4) * B + B]
+        r = f(**{k: v[take] for k, v in data.items()}, **params)
+        assert res.history[t][1] == pytest.approx(r.loss, rel=1e-12)
+        params = {k: params[k] - 0.1 * r.grads[k] for k in params}
+    for k in params:
+        assert np.allclose(res.params[k], params[k], rtol=1e-12, atol=1e-14)
+
+
 def test_stepping_mode_gives_the_same_bits(problem):
     a = run(problem, batch_size=48, shuffle=True, seed=1, steps=25)
     seen = []

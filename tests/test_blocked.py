@@ -83,7 +83,7 @@ def test_wide_mlp_gradient_against_finite_differences(wide):
 def test_generated_source_reads_as_blocks(wide):
     src = wide[2].source
     assert "for i0 in range(lo, hi, ROWS):" in src
-    assert "np.dot(" in src or not blocked.blas_available()
+    assert "_dot_into(" in src or not blocked.blas_available()  # np.dot, compiled once per installation
     assert "ROWS = " in src and "rows = min(hi - i0, ROWS)" in src
     assert len(src.splitlines()) < 400  # tensor level: does not grow with the width
 
@@ -198,7 +198,7 @@ def test_narrow_input_layer_is_a_sum_of_products_and_its_gradient_a_loop(thin_in
     assert "X_i_0 = X[i0 + i, 0]" in src and "X_i_2 = X[i0 + i, 2]" in src
     tanh_line = next(line for line in src.splitlines() if "_tanh(X_i_0*" in line)
     assert re.search(r"X_i_2\*v\d+\[2, j0\]", tanh_line), tanh_line
-    assert "np.dot(X[" not in src  # no 3-long np.dot, forward or backward
+    assert "_dot_into(X[" not in src and "_dot(X[" not in src  # no 3-long np.dot, forward or backward
     # the weight's gradient (3 x 40) accumulates in the loop over the hidden units, unrolled
     assert re.search(r"s\d+\[0, j0\] \+= X_i_0\*", src) and re.search(r"s\d+\[2, j0\] \+= X_i_2\*", src)
     # two samples per iteration: each accumulator element takes both samples' terms in one +=,
@@ -224,7 +224,7 @@ def test_five_feature_input_keeps_np_dot():
         pytest.skip("np.dot needs SciPy")
     loss, init = mlp((5, 40, 1))
     f = gc.compile(loss, schedule="blocked")
-    assert "np.dot(X[i0:i0 + rows]" in f.source  # five products: past SMALL, a real product
+    assert "_dot_into(X[i0:i0 + rows]" in f.source  # five products: past SMALL, a real product
     X, y = data(700, d=5)
     r = f(X=X, y=y, **init)
     want_loss, want = numpy_mlp(init, X, y, 2)

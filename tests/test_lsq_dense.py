@@ -74,7 +74,7 @@ def test_fourier_covariance_is_the_textbook_formula(fourier):
 def test_fourier_generated_code_does_not_grow_with_p(fourier):
     """301 parameters: J^T J is one np.dot per block and loops, not 45,451 unrolled sums."""
     source = fourier["res"].source
-    assert source.count("np.dot(") >= 2 and len(source.splitlines()) < 300
+    assert source.count("_dot_into(") >= 2 and len(source.splitlines()) < 300  # np.dot's helper
     assert "J^T J[" not in source
 
 

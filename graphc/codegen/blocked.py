@@ -363,19 +363,22 @@ class Writer:
                 views.append(base if source.op == "param" and not flip else View(self.c_copy(source, base, flip)))
         read = frozenset(v.name for v in views) | {"rows"}
         note = Comment(self.e.comment(node))
+        # np.dot through graphc's helpers (_dot_into, _dot: compiled once per installation)
+        helper = "_dot_into" if acc is not None or per_sample(node) else "_dot"
+        self.e.printer.use(helper)
         if acc is not None:
             # into a block-sized array, added into the accumulator after the block: np.dot
             # with out= allocates nothing and is the variant the layers already compile
             part = self.partial(acc, zeroed=False)
-            self.block += [note, Code(f"np.dot({views[0]}, {views[1]}, {part})", read, frozenset({part}))]
+            self.block += [note, Code(f"{helper}({views[0]}, {views[1]}, {part})", read, frozenset({part}))]
         elif per_sample(node):
             name, lines = self.scratch(node)
             self.var[id(node)] = name
-            lines += [note, Code(f"np.dot({views[0]}, {views[1]}, {name}[:rows])", read, frozenset({name}))]
+            lines += [note, Code(f"{helper}({views[0]}, {views[1]}, {name}[:rows])", read, frozenset({name}))]
         else:
             name = self.new_var(node)
             self.var[id(node)] = name
-            self.prologue += [note, Code(f"{name} = np.dot({views[0]}, {views[1]})", read, frozenset({name}))]
+            self.prologue += [note, Code(f"{name} = {helper}({views[0]}, {views[1]})", read, frozenset({name}))]
         return True
 
     def partial(self, acc, zeroed: bool = True) -> str:

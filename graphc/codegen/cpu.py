@@ -402,6 +402,8 @@ class CpuEmitter:
         (its body, as train does, so a batch of all samples gives train's bits). With
         ``validate``, ``train_batches_val``, which validates at each logged step as train_val."""
         plan = self.plan
+        for helper in ("_arange", "_permutation"):  # compiled once per installation (codegen/mathlib.py)
+            self.printer.use(helper)
         names = [spell(d.name) for d in plan.data]
         first = spell(plan.sample_data[0].name)
         gathered = {s: f"batch_{k}" for k, (s, d) in enumerate(zip(names, plan.data)) if N in d.shape}
@@ -433,14 +435,13 @@ class CpuEmitter:
             f"    {', '.join(names)}, = data",
             f"    total = {first}.shape[0]",
             "    nb = (total + batch - 1) // batch",
-            "    order = np.arange(total)",
+            "    order = _arange(total)",
             "    epoch = -1",
             "    for step in range(steps):",
             *(VAL_LINES if validate else []),
             "        if shuffle and count // nb != epoch:",
             "            epoch = count // nb",
-            "            np.random.seed((seed * 1000003 + epoch) % 4294967296)",
-            "            order = np.random.permutation(total)",
+            "            order = _permutation(total, (seed * 1000003 + epoch) % 4294967296)",
             "        lo = (count % nb) * batch",
             "        take = order[lo:min(total, lo + batch)]",
             *body,

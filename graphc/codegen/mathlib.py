@@ -1,5 +1,8 @@
 """graphc's own ``exp``, ``tanh``, ``log``, ``log1p`` for generated CPU code: text pasted into the module.
 
+(Also here, compiled the same way: ``_maximum``/``_minimum``, and the array helpers
+``_dot_into``, ``_dot``, ``_arange``, ``_permutation``: see "array helpers" below.)
+
 Numba compiles ``math.exp``, ``math.tanh``, ``math.log``, ``math.log1p`` to libm calls. Without Intel's SVML
 (pip's llvmlite has none) LLVM cannot vectorize a loop that makes such calls: every sample
 pays a scalar call (about 20 ns for ``tanh``), and in an MLP that is most of a step. The
@@ -465,6 +468,42 @@ def _minimum(a, b):
     return a if a < b else (b if a >= b else a + b)
 '''
 
+# ---- array helpers: numpy calls whose Numba implementations a model would compile again ----
+# Numba compiles np.dot, np.arange and np.random.permutation from their Python implementations
+# in every process that first types them (type inference and lowering of a few hundred lines
+# each, about 1 s of the 2-64-64-3 relu net's first mini-batch fit). Called through these
+# helpers, that work is done once per installation and read from Numba's cache afterwards,
+# like the math helpers'.
+_DOT_INTO = '''
+{jit}
+def _dot_into(a, b, out):
+    """np.dot(a, b, out): out = a @ b for 2-D a, b and out (BLAS, through SciPy)."""
+    np.dot(a, b, out)
+'''
+
+_DOT = '''
+{jit}
+def _dot(a, b):
+    """np.dot(a, b): a new array a @ b (BLAS, through SciPy)."""
+    return np.dot(a, b)
+'''
+
+_ARANGE = '''
+{jit}
+def _arange(n):
+    """np.arange(n): the samples in order."""
+    return np.arange(n)
+'''
+
+_PERMUTATION = '''
+{jit}
+def _permutation(n, seed):
+    """np.random.permutation(n) drawn right after np.random.seed(seed) (Numba's generator,
+    shared by every compiled function of the process)."""
+    np.random.seed(seed)
+    return np.random.permutation(n)
+'''
+
 # name -> (source, helpers it calls)
 HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "_exp_reduce": (_EXP_REDUCE, ()),
@@ -475,6 +514,10 @@ HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "_log1p": (_LOG1P, ("_log_core",)),
     "_maximum": (_MAXIMUM, ()),
     "_minimum": (_MINIMUM, ()),
+    "_dot_into": (_DOT_INTO, ()),
+    "_dot": (_DOT, ()),
+    "_arange": (_ARANGE, ()),
+    "_permutation": (_PERMUTATION, ()),
 }
 
 # float32 modules (dtype="float32") take these instead

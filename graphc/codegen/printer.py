@@ -44,7 +44,7 @@ class GraphcPrinter(PythonCodePrinter):
         helper = mathlib.SYMPY.get(type(expr)) if self.vector_math else None
         if helper is None or expr.args[0].is_number:  # a constant: libm, once
             return getattr(super(), f"_print_{type(expr).__name__}")(expr)
-        self._use(helper)
+        self.use(helper)
         return mathlib.call(helper, self._print(expr.args[0]))
 
     _print_exp = _print_tanh = _print_log = _print_log1p = _print_vector_math
@@ -87,12 +87,12 @@ class GraphcPrinter(PythonCodePrinter):
         NaN if either argument is NaN); more arguments nest, _maximum(a, _maximum(b, c)),
         so the text grows linearly with their number (a select written out repeats each
         argument: three classes' max was 4 copies of the inner one, ten classes' 4**9)."""
-        self._use(helper)
+        self.use(helper)
         a, rest = self._print(args[0]), args[1:]
         b = self._extreme(helper, rest) if len(rest) > 1 else self._print(rest[0])
         return f"{helper}({a}, {b})"
 
-    def _use(self, helper: str) -> None:
+    def use(self, helper: str) -> None:
         """Note that the function being printed calls ``helper`` (the module gets its text)."""
         self.used.add(helper)
         for scope in self._scopes:

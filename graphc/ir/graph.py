@@ -55,7 +55,8 @@ RESERVED = frozenset(
     train_batches batch shuffle seed nb order epoch take total
     train_val train_batches_val val val_loss val_history val_state patience best stop
     MATH_OPTS _exp _tanh _exp_reduce EXP_C exp_c TANH_C tanh_c
-    _log _log1p _log_core LOG_C log_c LOG1P_C log1p_c _maximum _minimum""".split()  # the last seventeen: codegen/mathlib.NAMES
+    _log _log1p _log_core LOG_C log_c LOG1P_C log1p_c _maximum _minimum
+    _dot_into _dot _arange _permutation""".split()  # the last twenty-one: codegen/mathlib.NAMES
 ) | frozenset(dir(builtins))
 # Names codegen makes: CSE temporaries, sums, per-sample temporaries, loop functions, blocked
 # arrays, loop indices, constants (t0, s1, h2, sums_0, v3, j0, const0, batch_0), and names it

@@ -14,6 +14,21 @@ OPTS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "c
 
 MATH_OPTS = dict(OPTS, fastmath={"contract"})  # graphc's math helpers: exact as written
 
+@numba.njit(forceinline=True, **MATH_OPTS)
+def _arange(n):
+    """np.arange(n): the samples in order."""
+    return np.arange(n)
+
+@numba.njit(forceinline=True, **MATH_OPTS)
+def _dot(a, b):
+    """np.dot(a, b): a new array a @ b (BLAS, through SciPy)."""
+    return np.dot(a, b)
+
+@numba.njit(forceinline=True, **MATH_OPTS)
+def _dot_into(a, b, out):
+    """np.dot(a, b, out): out = a @ b for 2-D a, b and out (BLAS, through SciPy)."""
+    np.dot(a, b, out)
+
 # _exp's constants, which its callers pass as exp_c, a copy made once per function: a run-
 # time value, not a literal LLVM reloads from memory in every iteration (graphc.codegen.mathlib)
 EXP_C = np.array([
@@ -167,6 +182,13 @@ def _maximum(a, b):
 def _minimum(a, b):
     """np.minimum(a, b) for two numbers: NaN if either is NaN, b where they compare equal (see _maximum)."""
     return a if a < b else (b if a >= b else a + b)
+
+@numba.njit(forceinline=True, **MATH_OPTS)
+def _permutation(n, seed):
+    """np.random.permutation(n) drawn right after np.random.seed(seed) (Numba's generator,
+    shared by every compiled function of the process)."""
+    np.random.seed(seed)
+    return np.random.permutation(n)
 
 # _tanh's constants, which its callers pass as tanh_c, a copy made once per function: a run-
 # time value, not a literal LLVM reloads from memory in every iteration (graphc.codegen.mathlib)

@@ -138,3 +138,37 @@ def test_mini_batches_are_seeded_groups_of_chunks(sine_data):
     np.testing.assert_allclose([res.params["a"], res.params["b"]], p, rtol=1e-12)
     epochs = gc.fit(loss, data=chunked(sine_data), **{**kw, "steps": None, "epochs": 2})
     assert epochs.steps == 8
+
+
+def test_a_blocked_plan_runs_its_chunks_on_one_blas_thread(monkeypatch):
+    """Each chunk task of a blocked plan holds SciPy's BLAS to one thread (as the cpu target
+    does) and the result equals the local one; a fused plan's tasks do not touch BLAS."""
+    from graphc.runtime import threads
+
+    if threads.blas_threads() is None:
+        pytest.skip("SciPy's BLAS here is not OpenBLAS")
+    X, y = gc.data("X", (None, 4)), gc.data("y")
+    W, v = gc.param("W", (4, 24)), gc.param("v", (24,))
+    f = gc.compile(gc.sum((gc.tanh(X @ W) @ v - y) ** 2), schedule="blocked")
+    rng = np.random.default_rng(4)
+    values = {"X": rng.standard_normal((1200, 4)), "y": rng.standard_normal(1200)}
+    params = {"W": rng.standard_normal((4, 24)) * 0.3, "v": rng.standard_normal(24) * 0.3}
+    seen = []
+    enter = threads._BlasPin.enter
+
+    def spy(self):
+        enter(self)
+        seen.append(threads.blas_threads())
+
+    monkeypatch.setattr(threads._BlasPin, "enter", spy)
+    local = f(**values, **params)
+    seen.clear()
+    remote = f(X=da.from_array(values["X"], chunks=(300, 4)), y=da.from_array(values["y"], chunks=300), **params)
+    assert seen == [1] * 4  # one pinned call per chunk
+    assert remote.loss == pytest.approx(local.loss, rel=1e-12)
+    for k in params:
+        np.testing.assert_allclose(remote.grads[k], local.grads[k], rtol=1e-11, atol=1e-12)
+    fused = gc.compile(gc.sum((X @ W[:, 0] - y) ** 2), schedule="fused")
+    seen.clear()
+    fused(X=da.from_array(values["X"], chunks=(300, 4)), y=da.from_array(values["y"], chunks=300), W=params["W"])
+    assert seen == []

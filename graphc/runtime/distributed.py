@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import loader
+from . import loader, threads
 from ..errors import GraphcError, ShapeError
 from ..ir.graph import N, format_shape
 from .binding import as_float_array
@@ -38,13 +38,15 @@ def _dask():
 
 
 def chunk_sums(source: str, k: int, m: int, n: int, theta: np.ndarray, acc: np.ndarray,
-               dtype: str, *blocks: Any) -> np.ndarray:
-    """Run on a worker: pass k of the generated module over one chunk; returns its m sums."""
+               dtype: str, blas: bool, *blocks: Any) -> np.ndarray:
+    """Run on a worker: pass k of the generated module over one chunk; returns its m sums.
+    ``blas``: a blocked plan, whose np.dot runs on one BLAS thread (one core per chunk task)."""
     module, _ = loader.load(source)  # once per process: later calls find it in sys.modules
     arrays = [np.asarray(b, dtype=dtype, order="C") for b in blocks]
     out = np.zeros(m)
     length = next((a.shape[0] for a in arrays if a.ndim), 0)
-    getattr(module, f"sums_{k}")(0, length, n, *arrays, theta, acc, out)
+    with threads.guard("cpu", blas):
+        getattr(module, f"sums_{k}")(0, length, n, *arrays, theta, acc, out)
     return out
 
 
@@ -148,7 +150,7 @@ class DaskProgram:
             for j in rows:
                 keys.append((name, k, j))
                 graph[keys[-1]] = (chunk_sums, self.source, k, m, n, theta.copy(), snapshot, self.dtype,
-                                   *self._args(self.blocks[j]))
+                                   self.plan.schedule == "blocked", *self._args(self.blocks[j]))
             # one round trip; the few small vectors are added here (a tree of tasks would cost
             # a scheduler round trip per level)
             acc[self.offsets[k]: self.offsets[k + 1]] = pairwise_sum(list(self._get(graph, keys)))

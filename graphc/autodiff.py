@@ -125,17 +125,19 @@ def _einsum(g: Node, node: Node, mask: list[bool]) -> list[Node | None]:
     return grads
 
 
-def _stack(g: Node, node: Node, mask: list[bool]) -> list[Node | None]:
-    axis = node.attr("axis")
+def _stack(g: Node, node: Node, mask: list[bool], lead: int = 0) -> list[Node | None]:
+    """``lead``: axes g has before node's (lsq/tangents.py's per-sample adjoints: one)."""
+    axis = node.attr("axis") + lead
     pick = lambda k: tuple([slice(None)] * axis + [k])  # noqa: E731
     return [ops.index(g, pick(k)) if m else None for k, m in enumerate(mask)]
 
 
-def _concatenate(g: Node, node: Node, mask: list[bool]) -> list[Node | None]:
+def _concatenate(g: Node, node: Node, mask: list[bool], lead: int = 0) -> list[Node | None]:
+    """``lead``: as for _stack."""
     axis, out, start = node.attr("axis"), [], 0
     for inp, m in zip(node.inputs, mask):
         size = inp.shape[axis]
-        key = tuple([slice(None)] * axis + [slice(start, start + size)])
+        key = tuple([slice(None)] * (axis + lead) + [slice(start, start + size)])
         out.append(ops.index(g, key) if m else None)
         start += size
     return out

@@ -178,7 +178,7 @@ class Compiled:
         timings["cache"] = "hit" if cached else "miss"
         self.binder = Binder(plan, dtype)  # argument checks and conversions, precomputed
         self._device, self._threaded = spec.device, spec.threaded
-        self._blas = plan.schedule == "blocked"  # its np.dot runs on one BLAS thread (threads.guard)
+        self._blas = plan.blas  # read once: run is on the warm path
         self._warm: set[Any] = set()  # the cuda runtime's compiled signatures
 
     def copy(self) -> "Compiled":

@@ -116,7 +116,7 @@ class Forward:
         """The outputs for data already bound (``bind_data``: arrays and their sample count)
         and packed parameters ``theta``; the cpu targets."""
         results = [np.empty(self._shape(node, n), dtype=self.dtype) for node in self.plan.results]
-        with threads.guard(self.target, self.plan.schedule == "blocked"):  # blocked: np.dot on one BLAS thread
+        with threads.guard(self.target, self.plan.blas):  # a blocked plan's np.dot on one BLAS thread
             self.module.forward(*arrays, theta, np.zeros(max(1, self.plan.n_acc)), *results)
         return self._prediction(results)
 

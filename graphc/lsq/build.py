@@ -384,7 +384,7 @@ class Solver:
                 sig = types + (evaluate.type, step.type)
                 levmar.fit.compile(sig)
                 self.entry, self.callees = levmar.fit.overloads[sig].entry_point, (evaluate, step)
-        with threads.guard(self.target, self.dense):  # the dense path's np.dot: one BLAS thread
+        with threads.guard(self.target, self.plan.blas):  # the dense path's np.dot: one BLAS thread
             return self.entry(*args, *self.callees)
 
 

@@ -40,7 +40,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..autodiff import ADJOINTS
+from ..autodiff import ADJOINTS, _concatenate, _stack
 from ..errors import GraphcError
 from ..ir import ops
 from ..ir.graph import N, Node, toposort
@@ -292,27 +292,13 @@ def _batched_unindex(g: Node, node: Node, mask: list[bool]) -> list[Node]:
     return [Node("index", (g,), (("key", (ALL,) + node.attr("key")),), (N, *x.shape))]
 
 
-def _batched_stack(g: Node, node: Node, mask: list[bool]) -> list[Node | None]:
-    lead = (slice(None),) * (node.attr("axis") + 1)
-    return [ops.index(g, lead + (k,)) if m else None for k, m in enumerate(mask)]
-
-
-def _batched_concatenate(g: Node, node: Node, mask: list[bool]) -> list[Node | None]:
-    axis, out, start = node.attr("axis"), [], 0
-    for inp, m in zip(node.inputs, mask):
-        size = inp.shape[axis]
-        out.append(ops.index(g, (slice(None),) * (axis + 1) + (slice(start, start + size),)) if m else None)
-        start += size
-    return out
-
-
 BATCHED: dict[str, BatchedRule] = {
     "elementwise": _batched_elementwise,
     "sum": _batched_sum,
     "mean": _batched_sum,
     "einsum": _batched_einsum,
-    "stack": _batched_stack,
-    "concatenate": _batched_concatenate,
+    "stack": lambda g, node, mask: _stack(g, node, mask, lead=1),  # the sample axis first
+    "concatenate": lambda g, node, mask: _concatenate(g, node, mask, lead=1),
     "stop_gradient": lambda g, node, mask: [None],
     "broadcast_to": lambda g, node, mask: [keep_samples(g, node.inputs[0].shape)],
     "reshape": lambda g, node, mask: [ops.reshape(g, (N, *node.inputs[0].shape))],

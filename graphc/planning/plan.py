@@ -133,6 +133,12 @@ class Plan:
         return self.lowered.name
 
     @property
+    def blas(self) -> bool:
+        """Whether its code may call BLAS: a blocked plan's products are np.dot (the runtime
+        holds BLAS to one thread around such calls, ``runtime.threads``)."""
+        return self.schedule == "blocked"
+
+    @property
     def forward(self) -> bool:
         """A forward function's plan: results, no loss and gradients."""
         return bool(self.results)

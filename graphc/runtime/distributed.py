@@ -45,7 +45,7 @@ def chunk_sums(source: str, k: int, m: int, n: int, theta: np.ndarray, acc: np.n
     arrays = [np.asarray(b, dtype=dtype, order="C") for b in blocks]
     out = np.zeros(m)
     length = next((a.shape[0] for a in arrays if a.ndim), 0)
-    with threads.guard("cpu", blas):
+    with threads.one_blas_thread(blas):
         getattr(module, f"sums_{k}")(0, length, n, *arrays, theta, acc, out)
     return out
 
@@ -150,7 +150,7 @@ class DaskProgram:
             for j in rows:
                 keys.append((name, k, j))
                 graph[keys[-1]] = (chunk_sums, self.source, k, m, n, theta.copy(), snapshot, self.dtype,
-                                   self.plan.schedule == "blocked", *self._args(self.blocks[j]))
+                                   self.plan.blas, *self._args(self.blocks[j]))
             # one round trip; the few small vectors are added here (a tree of tasks would cost
             # a scheduler round trip per level)
             acc[self.offsets[k]: self.offsets[k + 1]] = pairwise_sum(list(self._get(graph, keys)))

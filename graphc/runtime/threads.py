@@ -85,6 +85,12 @@ def guard(target: str, blas: bool = False) -> ContextManager[object]:
     return _LOCK if lock else nullcontext()
 
 
+def one_blas_thread(blas: bool = True) -> ContextManager[object]:
+    """SciPy's BLAS on one thread for one call (``blas``: the code may call np.dot), with no
+    target's lock: a Dask chunk task, which runs one core's share."""
+    return _Pinned(False) if blas and _blas() is not None else nullcontext()
+
+
 class _Pinned:
     """The workqueue lock (if ``lock``) and one BLAS thread, for one call."""
 
